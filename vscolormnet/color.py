@@ -1,0 +1,106 @@
+"""Colour handling: sRGB ↔ CIE Lab exactly as scikit-image does it (D65, 2°), the network's
+normalisation, and padding to multiples of 112.
+
+Everything works on torch tensors of any device so the GPU path never round-trips
+through host memory. float64 is used for the conversions on CPU by default, as skimage
+does, because the official pipeline converts uint8 frames with skimage.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model.network import PAD_MULTIPLE
+
+# sRGB (linear) → XYZ, D65, and its inverse (skimage.color.colorconv.xyz_from_rgb).
+XYZ_FROM_RGB = torch.tensor([[0.412453, 0.357580, 0.180423],
+                             [0.212671, 0.715160, 0.072169],
+                             [0.019334, 0.119193, 0.950227]], dtype=torch.float64)
+RGB_FROM_XYZ = torch.linalg.inv(XYZ_FROM_RGB)
+WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+
+L_MEAN, L_STD, AB_STD = 50.0, 50.0, 110.0
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """``…×3×H×W`` sRGB in [0, 1] → Lab (L in [0, 100]), same dtype as the input."""
+    m = XYZ_FROM_RGB.to(rgb.device, rgb.dtype)
+    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = torch.einsum("ij,...jhw->...ihw", m, lin)
+    xyz = xyz / WHITE_D65.to(rgb.device, rgb.dtype).view(3, 1, 1)
+    f = torch.where(xyz > 0.008856, torch.pow(xyz.clamp_min(0), 1 / 3), 7.787 * xyz + 16.0 / 116.0)
+    fx, fy, fz = f.unbind(-3)
+    lab = torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], -3)
+    return lab
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """``…×3×H×W`` Lab → sRGB, clipped to [0, 1] as skimage's ``lab2rgb`` does."""
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16.0) / 116.0
+    fx = a / 500.0 + fy
+    fz = (fy - b / 200.0).clamp_min(0)  # skimage clips negative z
+    f = torch.stack([fx, fy, fz], -3)
+    xyz = torch.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787)
+    xyz = xyz * WHITE_D65.to(lab.device, lab.dtype).view(3, 1, 1)
+    m = RGB_FROM_XYZ.to(lab.device, lab.dtype)
+    lin = torch.einsum("ij,...jhw->...ihw", m, xyz)
+    rgb = torch.where(lin > 0.0031308, 1.055 * torch.pow(lin.clamp_min(0), 1 / 2.4) - 0.055, lin * 12.92)
+    return rgb.clamp(0, 1)
+
+
+def normalise_l(L: torch.Tensor) -> torch.Tensor:
+    """L in [0, 100] → L' = (L − 50) / 50 in [−1, 1]."""
+    return (L - L_MEAN) / L_STD
+
+
+def normalise_ab(ab: torch.Tensor) -> torch.Tensor:
+    """Lab ab → ab' = ab / 110."""
+    return ab / AB_STD
+
+
+def denormalise_ab(ab: torch.Tensor) -> torch.Tensor:
+    """ab' → Lab ab."""
+    return ab * AB_STD
+
+
+def padded_size(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
+    """Smallest ``(Hp, Wp)`` ≥ ``(h, w)`` that are multiples of ``multiple``."""
+    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+
+
+def pad_amounts(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int, int, int]:
+    """``(left, right, top, bottom)`` zero padding; the extra pixel goes right/bottom."""
+    hp, wp = padded_size(h, w, multiple)
+    dh, dw = hp - h, wp - w
+    return dw // 2, dw - dw // 2, dh // 2, dh - dh // 2
+
+
+def pad(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Zero-pad the last two dims to multiples of ``multiple`` (centred)."""
+    return F.pad(x, pad_amounts(x.shape[-2], x.shape[-1], multiple))
+
+
+def unpad(x: torch.Tensor, h: int, w: int, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Crop a padded ``…×Hp×Wp`` tensor back to ``…×h×w``."""
+    left, _, top, _ = pad_amounts(h, w, multiple)
+    return x[..., top:top + h, left:left + w]
+
+
+def uint8_to_unit(img: np.ndarray) -> torch.Tensor:
+    """``H×W×3`` uint8 → ``3×H×W`` float64 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float64) / 255.0
+
+
+def unit_to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """``3×H×W`` in [0, 1] → ``H×W×3`` uint8 by truncation (the official quantisation)."""
+    return (rgb.clamp(0, 1) * 255).permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+
+
+def resize_rgb_like_pil(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """Resize ``H×W×3`` uint8 with PIL bilinear (the official exemplar resize), ignoring aspect."""
+    from PIL import Image
+    if (img.shape[1], img.shape[0]) == tuple(size_wh):
+        return img
+    return np.asarray(Image.fromarray(img).resize(tuple(size_wh), Image.BILINEAR))

@@ -1,0 +1,177 @@
+"""The per-frame step: which frame is a memory frame, which updates the hidden state, what is read.
+
+``Propagator`` owns one clip's recurrent state (``PropagationState``) and runs frames strictly
+in order. It reproduces the official ``InferenceCore.step`` (a reference is the colour
+version of a frame) and ``step_AnyExemplar`` (references are separate exemplars), generalised
+to several references and to scene resets:
+
+- every reference is encoded once into a *permanent* memory slot, before frame 0;
+- a frame that has a reference (``ref_frames``) outputs the reference's ab exactly, resets
+  the hidden state and deep-updates it, and becomes the short-term attention target;
+- the first frame of a segment (clip start or scene reset) without a reference is read from
+  memory only (no short-term attention, no hidden update) and stored without deep update.
+
+Tensors are on the backend's device; nothing here copies to the host.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .backends.base import Backend, StageTimes
+from .config import MemoryConfig
+from .memory import MemoryManager
+from .model.network import HIDDEN_DIM, NUM_OBJECTS
+
+
+@dataclass
+class Reference:
+    """A colour reference at the inference size.
+
+    image: ``1×3×Hp×Wp`` normalised L' ×3 that the reference key is computed from (the
+    reference's own L for exemplars, the clip frame's L for ``ref_frames``).
+    ab: ``1×2×Hp×Wp`` normalised ab'. frame: clip frame it is the colour version of, or None.
+    """
+
+    image: torch.Tensor
+    ab: torch.Tensor
+    frame: int | None = None
+
+
+@dataclass
+class PropagationState:
+    """Everything that carries from one frame to the next. ``clone()`` makes a snapshot."""
+
+    memory: MemoryManager
+    hidden: torch.Tensor | None = None
+    last_key: torch.Tensor | None = None
+    last_value: torch.Tensor | None = None
+    last_mem_frame: int = 0
+    next_frame: int = 0
+    segment_start: bool = True
+    bank_keys: list = field(default_factory=list)
+
+    def clone(self) -> "PropagationState":
+        """Snapshot; tensors replaced later are shared, tensors mutated in place are copied."""
+        return PropagationState(self.memory.clone(), self.hidden, self.last_key, self.last_value,
+                                self.last_mem_frame, self.next_frame, self.segment_start,
+                                self.bank_keys)
+
+    def nbytes(self) -> int:
+        """Approximate bytes held (memory stores dominate)."""
+        extra = sum(t.numel() * t.element_size() for t in (self.hidden, self.last_key, self.last_value)
+                    if t is not None)
+        return self.memory.nbytes() + extra
+
+
+@dataclass
+class StepResult:
+    """One frame's output: ``ab 1×2×Hp×Wp`` and diagnostics."""
+
+    ab: torch.Tensor
+    is_memory_frame: bool
+    is_reference_frame: bool
+    memory_reset: bool
+    work_frames: int
+    long_elements: int
+
+
+class Propagator:
+    """Runs the per-frame algorithm on a backend for one clip."""
+
+    def __init__(self, backend: Backend, config: MemoryConfig, references: list[Reference],
+                 count_long_term_usage: bool, times: StageTimes | None = None):
+        if not references:
+            raise ValueError("at least one reference is needed")
+        self.backend = backend
+        self.config = config
+        self.count_long_term_usage = count_long_term_usage
+        self.times = times or StageTimes()
+        self.ref_at_frame = {r.frame: i for i, r in enumerate(references) if r.frame is not None}
+        self.references = references
+        self.initial_state = self._encode_references(references)
+
+    # ---- set-up --------------------------------------------------------------------------
+    def _encode_references(self, references: list[Reference]) -> PropagationState:
+        memory = MemoryManager(self.config, self.count_long_term_usage)
+        bank = []
+        for ref in references:
+            with self.times.measure("encode_key"):
+                key, shrinkage, selection, f16, _, _ = self.backend.encode_key(ref.image)
+            with self.times.measure("encode_value"):
+                value = self.backend.encode_value(ref.image, f16, ref.ab)
+            memory.add_permanent(key, shrinkage, value, selection)
+            bank.append((key, value))
+        state = PropagationState(memory=memory, bank_keys=bank)
+        state.last_key, state.last_value = bank[-1]
+        return state
+
+    def new_state(self) -> PropagationState:
+        """The state before frame 0."""
+        return self.initial_state.clone()
+
+    def _zero_hidden(self, key: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(1, NUM_OBJECTS, HIDDEN_DIM, *key.shape[-2:], device=key.device,
+                           dtype=torch.float32)
+
+    # ---- the step ------------------------------------------------------------------------
+    def step(self, state: PropagationState, image: torch.Tensor, end: bool,
+             scene_reset: bool = False) -> StepResult:
+        """Process frame ``state.next_frame`` (``image 1×3×Hp×Wp``); ``end`` marks the clip's last frame."""
+        t = state.next_frame
+        cfg, be, tm = self.config, self.backend, self.times
+        if scene_reset and t > 0:
+            state.memory.clear_non_permanent()
+            state.segment_start = True
+            state.last_key, state.last_value = state.bank_keys[-1]
+        ref_index = self.ref_at_frame.get(t)
+        is_reference_frame = ref_index is not None
+        is_segment_start = state.segment_start and not is_reference_frame
+        is_mem_frame = (is_reference_frame or is_segment_start
+                        or t - state.last_mem_frame >= cfg.mem_every) and not end
+        is_deep_update = is_mem_frame and not is_segment_start
+        is_normal_update = not is_mem_frame and not end and not is_segment_start
+        use_short_term = not is_reference_frame and not is_segment_start
+
+        with tm.measure("encode_key"):
+            key, shrinkage, selection, f16, f8, f4 = be.encode_key(image)
+        if state.hidden is None or is_reference_frame or is_segment_start:
+            state.hidden = self._zero_hidden(key)
+
+        if is_reference_frame:
+            ab = self.references[ref_index].ab
+        else:
+            with tm.measure("memory_readout"):
+                readout = state.memory.read(key, selection)
+            if use_short_term:
+                with tm.measure("short_term_attention"):
+                    readout = readout + be.short_term_attention(key, state.last_key, state.last_value)
+            with tm.measure("decoder"):
+                if is_normal_update:
+                    ab, state.hidden = be.decode_update(f16, f8, f4, readout, state.hidden)
+                else:
+                    ab = be.decode(f16, f8, f4, readout, state.hidden)
+
+        if is_mem_frame:
+            with tm.measure("encode_value"):
+                if is_deep_update:
+                    value, state.hidden = be.encode_value_deep(image, f16, ab, state.hidden)
+                else:
+                    value = be.encode_value(image, f16, ab)
+            if is_reference_frame:
+                # Its (key, value) already sit in the permanent slot, computed identically.
+                value = state.bank_keys[ref_index][1]
+            else:
+                with tm.measure("memory_readout"):
+                    state.memory.add(key, shrinkage, value, selection)
+            state.last_mem_frame = t
+            state.last_key, state.last_value = key, value
+
+        memory_reset = scene_reset and t > 0
+        state.segment_start = False
+        state.next_frame = t + 1
+        mem = state.memory
+        return StepResult(ab=ab, is_memory_frame=is_mem_frame, is_reference_frame=is_reference_frame,
+                          memory_reset=memory_reset, work_frames=mem.work.size // (mem.hw or 1),
+                          long_elements=mem.long.size)

@@ -1,0 +1,124 @@
+"""``MemoryManager``: working / long-term / permanent memory policy (XMem's, generalised to
+several permanent reference slots).
+
+The first ``permanent`` elements of working memory are the references: never consolidated,
+never evicted, kept across scene resets. With one reference this is exactly the official
+behaviour (the slot ``[0, HW)``).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..config import MemoryConfig
+from . import similarity as sim_fn
+from .store import KeyValueStore
+
+
+class MemoryManager:
+    """Readout, insertion, consolidation and eviction. Tensors stay on their device."""
+
+    def __init__(self, config: MemoryConfig, count_long_term_usage: bool):
+        self.config = config
+        self.work = KeyValueStore(count_usage=config.enable_long_term)
+        self.long = KeyValueStore(count_usage=count_long_term_usage)
+        self.hw: int | None = None
+        self.permanent_frames = 0
+        self.consolidations = 0
+        self.obsolete_removals = 0
+
+    # ---- policy thresholds (in elements) -------------------------------------------------
+    @property
+    def permanent(self) -> int:
+        """Elements in the permanent reference slots."""
+        return self.permanent_frames * (self.hw or 0)
+
+    def _max_work(self) -> int:
+        return (self.config.max_mid_term_frames - 1) * self.hw + self.permanent
+
+    def _kept_recent(self) -> int:
+        return (self.config.min_mid_term_frames - 1) * self.hw
+
+    # ---- verbs ---------------------------------------------------------------------------
+    def add_permanent(self, key, shrinkage, value, selection) -> None:
+        """Store a reference (``key 1×64×h×w``, ``value 1×2×512×h×w``) in a permanent slot.
+
+        Must happen before any non-permanent frame is added.
+        """
+        if self.work.size != self.permanent:
+            raise RuntimeError("permanent references must be added before other frames")
+        self._add(key, shrinkage, value, selection)
+        self.permanent_frames += 1
+
+    def add(self, key, shrinkage, value, selection) -> None:
+        """Store a memory frame; consolidate when working memory is full."""
+        self._add(key, shrinkage, value, selection)
+        cfg = self.config
+        if cfg.enable_long_term and self.work.size >= self._max_work():
+            limit = cfg.max_long_term_elements - cfg.num_prototypes
+            if self.long.size >= limit:
+                self.long.remove_obsolete(limit)
+                self.obsolete_removals += 1
+            self._consolidate()
+
+    def clear_non_permanent(self) -> None:
+        """Scene reset: forget everything but the references."""
+        self.work.remove_range(self.permanent, self.work.size)
+        self.long = KeyValueStore(count_usage=self.long.count_usage)
+        if self.work.count_usage and self.work.size:
+            self.work.use_count.zero_()
+            self.work.life_count.fill_(1e-7)
+
+    def read(self, query_key: torch.Tensor, query_selection: torch.Tensor) -> torch.Tensor:
+        """Top-k readout for ``query_key / query_selection 1×64×h×w`` → ``1×2×512×h×w``; counts usage."""
+        h, w = query_key.shape[-2:]
+        qk = query_key.flatten(2)
+        qe = query_selection.flatten(2) if query_selection is not None else None
+        long_n = self.long.size
+        if self.config.enable_long_term and long_n > 0:
+            key = torch.cat([self.long.key, self.work.key], -1)
+            shrinkage = torch.cat([self.long.shrinkage, self.work.shrinkage], -1)
+            value = torch.cat([self.long.value, self.work.value], -1)
+        else:
+            key, shrinkage, value = self.work.key, self.work.shrinkage, self.work.value
+        affinity = sim_fn.topk_softmax(sim_fn.similarity(key, shrinkage, qk, qe), self.config.top_k)
+        if self.config.enable_long_term:
+            usage = affinity.sum(dim=2)
+            self.work.update_usage(usage[:, long_n:].flatten())
+            if long_n > 0:
+                self.long.update_usage(usage[:, :long_n].flatten())
+        out = sim_fn.readout(affinity, value)
+        return out.view(1, *out.shape[:2], h, w)
+
+    # ---- internals -----------------------------------------------------------------------
+    def _add(self, key, shrinkage, value, selection) -> None:
+        if self.hw is None:
+            self.hw = key.shape[-2] * key.shape[-1]
+        sel = selection.flatten(2) if (selection is not None and self.config.enable_long_term) else None
+        self.work.add(key.flatten(2), shrinkage.flatten(2), value[0].flatten(2), sel)
+
+    def _consolidate(self) -> None:
+        """Compress the oldest non-permanent frames into ``num_prototypes`` long-term elements."""
+        start, end = self.permanent, self.work.size - self._kept_recent()
+        key, shrinkage, selection, usage, value = self.work.sliced(start, end)
+        _, idx = torch.topk(usage, k=self.config.num_prototypes, dim=-1, sorted=True)
+        idx = idx.flatten()
+        proto_key = key[:, :, idx]
+        proto_sel = selection[:, :, idx] if selection is not None else None
+        affinity = sim_fn.softmax(sim_fn.similarity(key, shrinkage, proto_key, proto_sel))
+        proto_value = sim_fn.readout(affinity, value)
+        proto_shrinkage = sim_fn.readout(affinity, shrinkage)
+        self.work.remove_range(start, end)
+        self.long.add(proto_key, proto_shrinkage, proto_value, None)
+        self.consolidations += 1
+
+    def clone(self) -> "MemoryManager":
+        """Deep copy for snapshots."""
+        copy = MemoryManager.__new__(MemoryManager)
+        copy.__dict__.update(self.__dict__)
+        copy.work = self.work.clone()
+        copy.long = self.long.clone()
+        return copy
+
+    def nbytes(self) -> int:
+        """Bytes held by both stores."""
+        return self.work.nbytes() + self.long.nbytes()
