@@ -90,7 +90,7 @@ def unpad(x: torch.Tensor, h: int, w: int, multiple: int = PAD_MULTIPLE) -> torc
 
 def uint8_to_unit(img: np.ndarray) -> torch.Tensor:
     """``H×W×3`` uint8 → ``3×H×W`` float64 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float64) / 255.0
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).to(torch.float64) / 255.0
 
 
 def unit_to_uint8(rgb: torch.Tensor) -> np.ndarray:

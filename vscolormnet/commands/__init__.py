@@ -1,0 +1,1 @@
+"""Command-line commands (see ``vscolormnet.__main__``)."""

@@ -1,0 +1,140 @@
+"""Folders of frames in, folders of frames out: the official ``test.py`` workflow.
+
+Frames are read at their native size; the network runs on the zero-padded frame; the
+output keeps each frame's own L and takes the predicted ab (``OUT_DIR/<stem>.png``).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import color
+from .backends import create_backend
+from .backends.base import StageTimes
+from .config import MemoryConfig
+from .core import Propagator, Reference
+
+log = logging.getLogger("vscolormnet")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def list_frames(folder: str | Path) -> list[Path]:
+    """``*.png|*.jpg`` in ``folder``, sorted by name; hidden files skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"frames folder {folder} does not exist")
+    frames = sorted(p for p in folder.iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not frames:
+        raise ValueError(f"frames folder {folder} holds no .png or .jpg files")
+    return frames
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """``H×W×3`` uint8 (a grey image becomes R=G=B)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def lab_float32(rgb_u8: np.ndarray, device="cpu") -> torch.Tensor:
+    """``3×H×W`` Lab as float32, converted in float64 like skimage on uint8 input."""
+    return color.rgb_to_lab(color.uint8_to_unit(rgb_u8).to(device)).float()
+
+
+def network_image(L: torch.Tensor) -> torch.Tensor:
+    """L ``H×W`` (0…100) → padded ``1×3×Hp×Wp`` L' ×3 (padding is L' = 0)."""
+    return color.pad(color.normalise_l(L)).expand(3, -1, -1).unsqueeze(0).contiguous()
+
+
+def network_ab(ab: torch.Tensor) -> torch.Tensor:
+    """Lab ab ``2×H×W`` → padded ``1×2×Hp×Wp`` ab'."""
+    return color.pad(color.normalise_ab(ab)).unsqueeze(0).contiguous()
+
+
+def compose_rgb(L: torch.Tensor, ab_norm: torch.Tensor) -> np.ndarray:
+    """Own L (``H×W``) + predicted ab' (``2×H×W``) → ``H×W×3`` uint8, truncated like the official code."""
+    lab = torch.cat([L.unsqueeze(0), color.denormalise_ab(ab_norm)], 0)
+    return color.unit_to_uint8(color.lab_to_rgb(lab.double()))
+
+
+@dataclass
+class FramesResult:
+    """What ``colorize_frames`` returns (ab' and memory sizes per frame)."""
+
+    ab_pred: np.ndarray
+    work_mem_size: np.ndarray
+    long_mem_size: np.ndarray
+    n_consolidations: np.ndarray
+    n_obsolete_removals: np.ndarray
+    seconds_per_frame: float
+
+
+def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame_is_ref=False,
+                    config: MemoryConfig = MemoryConfig(), backend="torch", device="cpu", fp16=False,
+                    save_ab=None, progress=True, times: StageTimes | None = None) -> FramesResult:
+    """Colourise ``frames_dir`` with one reference; write PNGs to ``out_dir`` when given."""
+    config.validate()
+    frames = list_frames(frames_dir)
+    first = read_rgb(frames[0])
+    h, w = first.shape[:2]
+    be = create_backend(backend, weights=weights, device=device, fp16=fp16,
+                        padded_hw=color.padded_size(h, w))
+    dev = be.device
+    ref_rgb = color.resize_rgb_like_pil(read_rgb(ref_image), (w, h))
+    ref_lab = lab_float32(ref_rgb, dev)
+    if first_frame_is_ref:
+        ref_L = lab_float32(first, dev)[0]
+        reference = Reference(network_image(ref_L), network_ab(ref_lab[1:]), frame=0)
+    else:
+        reference = Reference(network_image(ref_lab[0]), network_ab(ref_lab[1:]), frame=None)
+    times = times or StageTimes(sync_cuda=dev.type == "cuda")
+    prop = Propagator(be, config, [reference], config.long_term_usage_for(len(frames)), times)
+    state = prop.new_state()
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    n = len(frames)
+    abs_, work, long_, cons, rem = [], [], [], [], []
+    t_start = time.perf_counter()
+    t_after_first = None
+    for i, path in enumerate(frames):
+        rgb = first if i == 0 else read_rgb(path)
+        if rgb.shape[:2] != (h, w):
+            raise ValueError(f"frame {path} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h} like the first frame")
+        with times.measure("colour_conversion"):
+            L = lab_float32(rgb, dev)[0]
+            image = network_image(L)
+        res = prop.step(state, image, end=(i == n - 1))
+        ab = color.unpad(res.ab[0], h, w)
+        abs_.append(ab.cpu().numpy())
+        mem = state.memory
+        work.append(mem.work.size)
+        long_.append(mem.long.size)
+        cons.append(mem.consolidations)
+        rem.append(mem.obsolete_removals)
+        if out_dir is not None:
+            with times.measure("colour_conversion"):
+                out = compose_rgb(L, ab)
+            Image.fromarray(out).save(Path(out_dir) / f"{path.stem}.png")
+        if i == 0:
+            t_after_first = time.perf_counter()
+        if progress:
+            elapsed = time.perf_counter() - t_start
+            print(f"\rcolorize-frames: {i + 1}/{n} frames, {elapsed / (i + 1):.2f} s/frame",
+                  end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
+    spf = ((time.perf_counter() - t_after_first) / (n - 1)) if n > 1 else float("nan")
+    result = FramesResult(np.stack(abs_).astype(np.float32), np.array(work, np.int64),
+                          np.array(long_, np.int64), np.array(cons, np.int64), np.array(rem, np.int64), spf)
+    if save_ab:
+        np.savez(save_ab, ab_pred=result.ab_pred, work_mem_size=result.work_mem_size,
+                 long_mem_size=result.long_mem_size, n_consolidations=result.n_consolidations,
+                 n_obsolete_removals=result.n_obsolete_removals,
+                 frames=np.array([p.name for p in frames]))
+    be.close()
+    return result
