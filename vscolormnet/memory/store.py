@@ -89,11 +89,11 @@ class KeyValueStore:
             setattr(self, name, fn(getattr(self, name)))
 
     def clone(self) -> "KeyValueStore":
-        """A deep copy (snapshots must not alias tensors that are updated in place)."""
-        copy = KeyValueStore(self.count_usage)
-        for name in ("key", "shrinkage", "selection", "value", "use_count", "life_count"):
-            t = getattr(self, name)
-            setattr(copy, name, None if t is None else t.clone())
+        """A snapshot. Only the usage counters are updated in place; every other tensor is
+        replaced (never mutated) when the store changes, so it can be shared."""
+        copy = KeyValueStore(self.count_usage, self.key, self.shrinkage, self.selection, self.value)
+        copy.use_count = None if self.use_count is None else self.use_count.clone()
+        copy.life_count = None if self.life_count is None else self.life_count.clone()
         return copy
 
     def nbytes(self) -> int:

@@ -1,0 +1,114 @@
+"""``ClipSession``: one clip's sequential state behind a random-access interface.
+
+VapourSynth may ask for frame n in any order and from any thread. The session keeps the
+recurrent state of the last processed frame and answers ``result(n)`` so that the output
+of frame n never depends on the request order:
+
+- n ahead of the state: the frames in between are processed (and cached);
+- n behind the state (a backward seek): processing restarts from the nearest saved point
+  at or before n: a scene-reset anchor (the state there is the initial state) or a
+  snapshot taken every ``snapshot_interval`` frames.
+
+Snapshot memory is bounded: when more than ``max_snapshots`` exist, the interval doubles and
+every other snapshot is dropped. A backward seek therefore recomputes at most
+``snapshot_interval`` frames (the current interval; ``recompute_bound``).
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+
+from .core import PropagationState, Propagator, StepResult
+
+
+class ClipSession:
+    """Random access to a recurrent per-frame computation over ``num_frames`` frames."""
+
+    def __init__(self, propagator: Propagator, num_frames: int,
+                 get_image: Callable[[int], tuple[torch.Tensor, bool]],
+                 snapshot_interval: int = 10, max_snapshots: int = 16, cache_frames: int = 32):
+        """``get_image(n)`` returns the padded network input of frame n and whether a scene cut starts at n."""
+        if snapshot_interval < 1 or max_snapshots < 1:
+            raise ValueError("snapshot_interval and max_snapshots must be positive")
+        self.propagator = propagator
+        self.num_frames = num_frames
+        self.get_image = get_image
+        self.snapshot_interval = snapshot_interval
+        self.max_snapshots = max_snapshots
+        self.cache_frames = cache_frames
+        self.lock = threading.RLock()
+        self.state: PropagationState = propagator.new_state()
+        self.snapshots: dict[int, PropagationState] = {}
+        self.anchors: set[int] = {0}           # frames where the state equals the initial one
+        self.cache: OrderedDict[int, StepResult] = OrderedDict()
+        self.frames_computed = 0               # diagnostics: total steps run
+        self.restarts = 0
+
+    @property
+    def recompute_bound(self) -> int:
+        """Most frames a backward seek recomputes now (before the target frame itself)."""
+        return self.snapshot_interval
+
+    def result(self, n: int) -> StepResult:
+        """The step result of frame ``n`` (``0 ≤ n < num_frames``)."""
+        if not 0 <= n < self.num_frames:
+            raise IndexError(f"frame {n} is outside the clip (0…{self.num_frames - 1})")
+        with self.lock:
+            hit = self.cache.get(n)
+            if hit is not None:
+                self.cache.move_to_end(n)
+                return hit
+            if n < self.state.next_frame:
+                self._restart_before(n)
+            while True:
+                t = self.state.next_frame
+                res = self._step()
+                if t == n:
+                    return res
+
+    def _restart_before(self, n: int) -> None:
+        snap = max((f for f in self.snapshots if f <= n), default=-1)
+        anchor = max(f for f in self.anchors if f <= n)
+        if anchor > snap:
+            self.state = self.propagator.new_state()
+            self.state.next_frame = anchor
+            self.state.last_mem_frame = anchor
+        else:
+            self.state = self.snapshots[snap].clone()
+        self.restarts += 1
+
+    def _step(self) -> StepResult:
+        t = self.state.next_frame
+        if t % self.snapshot_interval == 0 and t not in self.snapshots and t not in self.anchors:
+            self._take_snapshot(t)
+        image, scene_cut = self.get_image(t)
+        if scene_cut and t > 0:
+            self.anchors.add(t)
+        res = self.propagator.step(self.state, image, end=(t == self.num_frames - 1),
+                                   scene_reset=scene_cut)
+        self.frames_computed += 1
+        self.cache[t] = res
+        while len(self.cache) > self.cache_frames:
+            self.cache.popitem(last=False)
+        return res
+
+    def _take_snapshot(self, t: int) -> None:
+        self.snapshots[t] = self.state.clone()
+        while len(self.snapshots) > self.max_snapshots:
+            self.snapshot_interval *= 2
+            self.snapshots = {f: s for f, s in self.snapshots.items() if f % self.snapshot_interval == 0}
+
+    def snapshot_bytes(self) -> int:
+        """Bytes referenced by snapshots (shared tensors counted once per snapshot: an upper bound)."""
+        return sum(s.nbytes() for s in self.snapshots.values())
+
+    def close(self) -> None:
+        """Drop every tensor and the backend."""
+        with self.lock:
+            self.snapshots.clear()
+            self.cache.clear()
+            self.state = None
+            self.propagator.backend.close()
