@@ -35,8 +35,8 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return lab
 
 
-def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """``…×3×H×W`` Lab → sRGB, clipped to [0, 1] as skimage's ``lab2rgb`` does."""
+def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """``…×3×H×W`` Lab → sRGB, clipped to [0, 1] as skimage's ``lab2rgb`` does (unless ``clip=False``)."""
     L, a, b = lab.unbind(-3)
     fy = (L + 16.0) / 116.0
     fx = a / 500.0 + fy
@@ -47,6 +47,27 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     m = RGB_FROM_XYZ.to(lab.device, lab.dtype)
     lin = torch.einsum("ij,...jhw->...ihw", m, xyz)
     rgb = torch.where(lin > 0.0031308, 1.055 * torch.pow(lin.clamp_min(0), 1 / 2.4) - 0.055, lin * 12.92)
+    return rgb.clamp(0, 1) if clip else rgb
+
+
+def lab_to_rgb_keep_lightness(lab: torch.Tensor, steps: int = 12) -> torch.Tensor:
+    """``3×H×W`` Lab → sRGB in [0, 1], reducing the chroma of out-of-gamut pixels (same hue)
+    instead of clipping RGB, so that every pixel keeps its L. Bisection on the ab scale."""
+    eps = 1e-6
+    rgb = lab_to_rgb(lab, clip=False)
+    bad = ((rgb < -eps) | (rgb > 1 + eps)).any(0)
+    if not bool(bad.any()):
+        return rgb.clamp(0, 1)
+    sub = lab[:, bad].unsqueeze(-1)                      # 3×K×1
+    lo = torch.zeros_like(sub[:1])
+    hi = torch.ones_like(sub[:1])
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        trial = lab_to_rgb(torch.cat([sub[:1], sub[1:] * mid], 0), clip=False)
+        ok = ((trial >= -eps) & (trial <= 1 + eps)).all(0, keepdim=True)
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    rgb[:, bad] = lab_to_rgb(torch.cat([sub[:1], sub[1:] * lo], 0), clip=False).squeeze(-1)
     return rgb.clamp(0, 1)
 
 

@@ -2,7 +2,8 @@
 
 Data flows one way: VS request → ``ClipSession`` (order-independent state) → ``Propagator``
 step (backend stages + memory) → chroma at the inference size → resized to the clip size →
-combined with the clip's own lightness → the clip's format. For YUV and GRAY input the
+combined with the clip's own lightness (out-of-gamut chroma is reduced at constant hue, not
+clipped in RGB, so L is kept) → the clip's format. For YUV and GRAY input the
 output Y plane is the input's, bit for bit; only chroma is produced.
 """
 from __future__ import annotations
@@ -125,22 +126,29 @@ def _load_ref_images(ref, geometry: Geometry) -> list[np.ndarray]:
             if np.ptp(img - img.mean(axis=2, keepdims=True)) < 1e-3:
                 raise _err(f"ref frame {i} is grayscale; a reference must be in colour")
         return images
-    paths = [ref] if isinstance(ref, (str, os.PathLike)) else list(ref) if isinstance(ref, (list, tuple)) else None
-    if not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+    items = [ref] if isinstance(ref, (str, os.PathLike, np.ndarray)) else \
+        list(ref) if isinstance(ref, (list, tuple)) else None
+    if not items or not all(isinstance(p, (str, os.PathLike, np.ndarray)) for p in items):
         raise _err(f"ref must be a colour clip, an image path, a list of image paths or a reference "
                    f"folder, got {type(ref).__name__}")
-    images = []
     from PIL import Image
-    for p in paths:
-        if not Path(p).is_file():
-            raise _err(f"ref image {p} does not exist")
-        try:
-            with Image.open(p) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise _err(f"ref image {p} cannot be read: {e}") from None
+    images = []
+    for p in items:
+        if isinstance(p, np.ndarray):
+            rgb, name = p, "array"
+        else:
+            name = str(p)
+            if not Path(p).is_file():
+                raise _err(f"ref image {p} does not exist")
+            try:
+                with Image.open(p) as im:
+                    rgb = np.asarray(im.convert("RGB"))
+            except OSError as e:
+                raise _err(f"ref image {p} cannot be read: {e}") from None
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise _err(f"ref image {name} must be H×W×3 uint8 RGB")
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-            raise _err(f"ref image {p} is grayscale; a reference must be in colour")
+            raise _err(f"ref image {name} is grayscale; a reference must be in colour")
         images.append(color.resize_rgb_like_pil(rgb, (geometry.inf_width, geometry.inf_height)))
     return images
 
@@ -174,7 +182,8 @@ def Colorize(clip: vs.VideoNode, ref, ref_frames=None, size=DEFAULT_SIZE, weight
     weights:            checkpoint path (default: the one `python -m vscolormnet download` fetched).
     backend, device, device_id, fp16:  'torch' | 'ort' | 'trt' | 'auto'; 'cpu' | 'cuda'.
     scene_reset:        clear working/long-term memory and the hidden state at frames whose
-                        ``_SceneChangePrev`` is set (references stay).
+                        ``_SceneChangePrev`` is set (references stay). Always on with a
+                        reference folder, whose index lists the cuts.
     mem_every … top_k, enable_long_term:  memory parameters, official test.py defaults.
     snapshot_interval, max_snapshots:  seek cost / memory trade-off: a backward seek recomputes
                         at most ``snapshot_interval`` frames (the interval doubles whenever more
@@ -188,7 +197,6 @@ def Colorize(clip: vs.VideoNode, ref, ref_frames=None, size=DEFAULT_SIZE, weight
     family = clip.format.color_family
     if family not in (vs.GRAY, vs.YUV, vs.RGB):
         raise _err(f"clip must be GRAY, YUV or RGB, got {clip.format.name}")
-    ref_folder = None
     if isinstance(ref, (str, os.PathLike)) and Path(ref).is_dir():
         from .refs import load_reference_folder
         try:
@@ -200,6 +208,9 @@ def Colorize(clip: vs.VideoNode, ref, ref_frames=None, size=DEFAULT_SIZE, weight
         ref = [img for _, img in ref_folder.references]
         ref_frames = [n for n, _ in ref_folder.references]
         scene_reset = True
+        cut_frames = frozenset(ref_folder.cuts)
+    else:
+        cut_frames = frozenset()
     geometry = inference_geometry(clip.width, clip.height, size)
     ref_images = _load_ref_images(ref, geometry)
     if not ref_images:
@@ -248,7 +259,7 @@ def Colorize(clip: vs.VideoNode, ref, ref_frames=None, size=DEFAULT_SIZE, weight
         rgb_small = core.resize.Bicubic(rgb_full, geometry.inf_width, geometry.inf_height)
 
     engine = _Engine(rgb_small, geometry, ref_images, ref_frames, config, weights_path, backend,
-                     device, device_id, fp16, scene_reset, snapshot_interval, max_snapshots)
+                     device, device_id, fp16, scene_reset, cut_frames, snapshot_interval, max_snapshots)
     vs.register_on_destroy(engine.close)
     _ENGINES.add(engine)
 
@@ -266,10 +277,10 @@ def _to_clip_format(clip: vs.VideoNode, out_rgb: vs.VideoNode, matrix: str, rng:
         return core.resize.Point(out_rgb, format=fmt.id, dither_type="none") if fmt.id != vs.RGBS else out_rgb
     if fmt.color_family == vs.YUV:
         yuv = core.resize.Bicubic(out_rgb, format=fmt.id, matrix_s=matrix, range_s=rng, dither_type="none")
-        return core.std.ShufflePlanes([clip, yuv], [0, 1, 2], vs.YUV)
+        return core.std.CopyFrameProps(core.std.ShufflePlanes([clip, yuv], [0, 1, 2], vs.YUV), yuv)
     yuv_fmt = core.query_video_format(vs.YUV, fmt.sample_type, fmt.bits_per_sample, 0, 0)
     yuv = core.resize.Bicubic(out_rgb, format=yuv_fmt.id, matrix_s=matrix, range_s=rng, dither_type="none")
-    out = core.std.ShufflePlanes([clip, yuv], [0, 1, 2], vs.YUV)
+    out = core.std.CopyFrameProps(core.std.ShufflePlanes([clip, yuv], [0, 1, 2], vs.YUV), yuv)
     return core.std.SetFrameProps(out, _Matrix=_MATRIX_IDS[matrix],
                                   _Range=int(vs.RANGE_FULL if rng == "full" else vs.RANGE_LIMITED))
 
@@ -280,8 +291,10 @@ _MATRIX_IDS = {"709": 1, "470bg": 5, "170m": 6, "240m": 7, "2020ncl": 9, "2020cl
 class _Engine:
     """Lazily builds the backend and session on the first request; renders output frames."""
 
+    created = 0   # engines made so far in this process; ``serial`` tells them apart
+
     def __init__(self, rgb_small, geometry, ref_images, ref_frames, config, weights_path, backend,
-                 device, device_id, fp16, scene_reset, snapshot_interval, max_snapshots):
+                 device, device_id, fp16, scene_reset, cut_frames, snapshot_interval, max_snapshots):
         self.rgb_small = rgb_small
         self.geometry = geometry
         self.ref_images = ref_images
@@ -290,14 +303,17 @@ class _Engine:
         self.weights_path = weights_path
         self.backend_args = dict(name=backend, device=device, device_id=device_id, fp16=fp16)
         self.scene_reset = scene_reset
+        self.cut_frames = cut_frames
         self.snapshot_interval = snapshot_interval
         self.max_snapshots = max_snapshots
         self.session: ClipSession | None = None
         self.device = torch.device("cpu")
+        _Engine.created += 1
+        self.serial = _Engine.created
 
     def _network_input(self, n: int) -> tuple[torch.Tensor, bool]:
         frame = self.rgb_small.get_frame(n)
-        cut = self.scene_reset and bool(frame.props.get("_SceneChangePrev", 0))
+        cut = self.scene_reset and (n in self.cut_frames or bool(frame.props.get("_SceneChangePrev", 0)))
         L = _lab(_frame_to_tensor(frame).to(self.device))[0]
         return color.pad(color.normalise_l(L)).expand(3, -1, -1).unsqueeze(0).contiguous(), cut
 
@@ -331,7 +347,7 @@ class _Engine:
             ab = F.interpolate(ab[None], size=(g.height, g.width), mode="bilinear", align_corners=False)[0]
         L = _lab(_frame_to_tensor(full).to(self.device))[0]
         lab = torch.cat([L[None].double(), color.denormalise_ab(ab).double()], 0)
-        rgb = color.lab_to_rgb(lab).float().cpu().numpy()
+        rgb = color.lab_to_rgb_keep_lightness(lab).float().cpu().numpy()
         out = full.copy()
         for p in range(3):
             np.asarray(out[p])[...] = rgb[p]

@@ -1,0 +1,199 @@
+"""Colorize(): formats, parity through the filter, order independence, seeks, threads, errors."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+from PIL import Image
+from skimage import color as skcolor
+
+import vscolormnet as colormnet
+from conftest import PARITY_CASES
+from vs_helpers import clip_in_format, colour_reference, planes, rgbs_clip
+from vscolormnet import filter as vsfilter
+
+core = vs.core
+
+
+@pytest.fixture()
+def ref_png(tmp_path):
+    return colour_reference(tmp_path / "ref.png")
+
+
+@pytest.mark.parametrize("fmt", [vs.YUV420P8, vs.YUV420P10, vs.GRAY8, vs.RGB24, vs.YUV444PS, vs.GRAYS])
+def test_formats_and_kept_luma(fmt, ref_png, parity_checkpoint):
+    clip = clip_in_format(fmt)
+    out = colormnet.Colorize(clip, ref_png, size="native", weights=str(parity_checkpoint))
+    f_in = core.get_video_format(fmt)
+    expected_family = vs.YUV if f_in.color_family == vs.GRAY else f_in.color_family
+    assert out.format.color_family == expected_family
+    assert out.format.sample_type == f_in.sample_type and out.format.bits_per_sample == f_in.bits_per_sample
+    if f_in.color_family != vs.GRAY:
+        assert out.format.id == fmt
+    assert (out.width, out.height, out.num_frames, out.fps) == (clip.width, clip.height, clip.num_frames, clip.fps)
+    for n in (0, 3):
+        fi, fo = clip.get_frame(n), out.get_frame(n)
+        if f_in.color_family in (vs.YUV, vs.GRAY):
+            assert np.array_equal(planes(fi)[0], planes(fo)[0]), "Y must be bit-identical"
+            chroma = np.stack(planes(fo)[1:]).astype(np.float64)
+            neutral = 0.0 if f_in.sample_type == vs.FLOAT else 1 << (f_in.bits_per_sample - 1)
+            assert np.abs(chroma - neutral).max() > 0, "chroma must have been produced"
+        else:
+            lab_in = skcolor.rgb2lab(np.stack(planes(fi), -1))
+            lab_out = skcolor.rgb2lab(np.stack(planes(fo), -1))
+            assert np.abs(lab_in[..., 0] - lab_out[..., 0]).max() < 1.0   # 8-bit quantisation only
+        assert fo.props["ColorMNet_InferenceWidth"] == 96
+
+
+def _case_clip(case):
+    d = PARITY_CASES / case
+    cfg = json.loads((d / "config.json").read_text())
+    paths = sorted((d / "input" / cfg["video"]).glob("*.png"))
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    return cfg, imgs, rgbs_clip([i[..., 0].astype(np.float32) / 255 for i in imgs]), d / cfg["ref"]
+
+
+@pytest.mark.parametrize("case", ["odd_size", "not_first"])
+def test_parity_through_colorize(case, parity_checkpoint):
+    """Both reference modes: ref_frames=[0] is the official default, no ref_frames the exemplar mode."""
+    cfg, imgs, clip, ref = _case_clip(case)
+    kwargs = {} if cfg["first_frame_not_exemplar"] else {"ref_frames": [0]}
+    out = colormnet.Colorize(clip, str(ref), size="native", weights=str(parity_checkpoint), **kwargs)
+    expected = np.load(PARITY_CASES / case / "outputs.npz")["ab_pred"]
+    for n, img in enumerate(imgs):
+        rgb = np.stack(planes(out.get_frame(n)), -1).astype(np.float64)
+        L = skcolor.rgb2lab(img)[..., 0]
+        want = skcolor.lab2rgb(np.concatenate([L[..., None], 110 * expected[n].transpose(1, 2, 0)], -1))
+        # In gamut, ab' within 1e-3 moves sRGB by well under 2e-3. Out of gamut the filter lowers
+        # chroma at constant hue to keep L (skimage would clip RGB): ab_out = s·ab_case, s ≤ 1.
+        inside = np.all((want > 0.01) & (want < 0.99), -1)
+        assert np.abs(rgb - want)[inside].max(initial=0) < 2e-3, f"{case} frame {n}"
+        lab = skcolor.rgb2lab(rgb)
+        assert np.abs(lab[..., 0] - L).max() < 1e-3, "L is kept"
+        got, exp = lab[..., 1:], 110 * expected[n].transpose(1, 2, 0)
+        scale = (got * exp).sum(-1) / np.maximum((exp * exp).sum(-1), 1e-9)
+        assert scale.max() <= 1.002
+        assert np.abs(got - scale[..., None] * exp).max() < 0.2, "hue must match the official ab"
+
+
+def _colorize(clip, ref, ckpt, **kw):
+    return colormnet.Colorize(clip, ref, size="native", weights=str(ckpt), **kw)
+
+
+def test_order_independence_seeks_and_threads(ref_png, parity_checkpoint):
+    clip = clip_in_format(vs.YUV420P8, n=14)
+    ordered = [planes(f) for f in _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3).frames()]
+
+    # Random order, on a fresh instance.
+    out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3)
+    order = list(range(14))
+    random.Random(1).shuffle(order)
+    for n in order:
+        got = planes(out.get_frame(n))
+        assert all(np.array_equal(a, b) for a, b in zip(got, ordered[n])), f"frame {n} differs (random order)"
+
+    # Many threads, all requests in flight at once.
+    core.num_threads = 8
+    try:
+        out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3)
+        futures = [out.get_frame_async(n) for n in reversed(range(14))]
+        for n, fut in zip(reversed(range(14)), futures):
+            assert all(np.array_equal(a, b) for a, b in zip(planes(fut.result()), ordered[n])), f"frame {n} (threads)"
+    finally:
+        core.num_threads = 2
+
+
+def test_backward_seek_cost_is_bounded(ref_png, parity_checkpoint):
+    clip = clip_in_format(vs.GRAY8, n=14)
+    out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=4)
+    reference = [planes(out.get_frame(n)) for n in range(14)]
+    session = max(vsfilter._ENGINES, key=lambda e: e.serial).session
+    assert session.frames_computed == 14
+    assert session.snapshots.keys() == {4, 8, 12}
+    session.cache.clear()
+    before = session.frames_computed
+    res = session.result(11)                      # restart from the snapshot at 8: frames 8, 9, 10, 11
+    assert session.frames_computed - before == 4 <= session.recompute_bound + 1
+    ab_again = res.ab.clone()
+    session.cache.clear()
+    session.result(13)
+    session.cache.clear()
+    assert np.array_equal(session.result(11).ab.numpy(), ab_again.numpy())
+    # The frames re-rendered after the seek are byte-identical to the first pass.
+    out2 = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=4)
+    for n in (13, 2, 11, 6):
+        assert all(np.array_equal(a, b) for a, b in zip(planes(out2.get_frame(n)), reference[n]))
+
+
+def test_scene_reset_clears_memory(ref_png, parity_checkpoint):
+    clip = clip_in_format(vs.YUV420P8, n=9)
+    clip = core.std.SetFrameProps(clip[:5], _SceneChangePrev=0) + core.std.SetFrameProps(clip[5:], _SceneChangePrev=1)
+    clip = core.std.SetFrameProps(clip, _Matrix=1)
+    out = _colorize(clip, ref_png, parity_checkpoint, scene_reset=True)
+    props = [out.get_frame(n).props for n in range(9)]
+    assert [p["ColorMNet_MemoryReset"] for p in props] == [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    # After the reset only the reference and the reset frame are in memory.
+    assert props[5]["ColorMNet_WorkingMemoryFrames"] == 2
+    off = _colorize(clip, ref_png, parity_checkpoint, scene_reset=False)
+    assert off.get_frame(5).props["ColorMNet_MemoryReset"] == 0
+
+
+def test_ref_frames_output_takes_reference_chroma(tmp_path, parity_checkpoint):
+    clip = clip_in_format(vs.RGBS, n=6)
+    ref_a = colour_reference(tmp_path / "a.png", seed=1)
+    ref_b = colour_reference(tmp_path / "b.png", seed=2)
+    out = _colorize(clip, [ref_a, ref_b], parity_checkpoint, ref_frames=[0, 4])
+    for n, ref in ((0, ref_a), (4, ref_b)):
+        f = out.get_frame(n)
+        assert f.props["ColorMNet_ReferenceFrame"] == 1
+        got = skcolor.rgb2lab(np.stack(planes(f), -1).astype(np.float64))[..., 1:]
+        want = skcolor.rgb2lab(np.asarray(Image.open(ref)))[..., 1:]
+        # chroma equals the reference's; only the frame's own L differs (gamut clipping aside)
+        assert np.median(np.abs(got - want)) < 2.0
+    assert out.get_frame(2).props["ColorMNet_ReferenceFrame"] == 0
+
+
+# ---- validation ----------------------------------------------------------------------------
+def _expect(match, *args, **kwargs):
+    with pytest.raises(vs.Error, match=r"^Colorize: " + match):
+        colormnet.Colorize(*args, **kwargs)
+
+
+def test_validation_errors(tmp_path, ref_png, parity_checkpoint):
+    ck = str(parity_checkpoint)
+    clip = clip_in_format(vs.YUV420P8)
+    _expect("clip must be a vapoursynth.VideoNode, got str", "clip.mkv", ref_png, weights=ck)
+    variable = core.std.Splice([clip, core.resize.Point(clip, 64, 48)], mismatch=True)
+    _expect("clip must have a constant format and size", variable, ref_png, weights=ck)
+    gray_ref = clip_in_format(vs.GRAY8, n=1)
+    _expect("ref must be a colour clip .* got Gray8", clip, gray_ref, weights=ck)
+    gray_png = tmp_path / "gray.png"
+    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(gray_png)
+    _expect(r"ref image .*gray\.png is grayscale", clip, str(gray_png), weights=ck)
+    _expect(r"ref image .*missing\.png does not exist", clip, str(tmp_path / "missing.png"), weights=ck)
+    _expect("ref must be a colour clip, an image path", clip, 42, weights=ck)
+    _expect(r"ref_frames must have one frame number per reference \(1\), got 2", clip, ref_png,
+            ref_frames=[0, 1], weights=ck)
+    _expect(r"ref_frames must be within 0…3, got 9", clip, ref_png, ref_frames=[9], weights=ck)
+    _expect("ref_frames must be None or a list of frame numbers", clip, ref_png, ref_frames="0", weights=ck)
+    _expect("size must be one of 384, 512, 640 or 'native', got '720p'", clip, ref_png, size="720p", weights=ck)
+    _expect("mem_every must be a positive integer, got 0", clip, ref_png, mem_every=0, weights=ck)
+    _expect(r"min_mid_term_frames must be smaller than max_mid_term_frames \(10\)", clip, ref_png,
+            min_mid_term_frames=10, weights=ck)
+    _expect("top_k must be a positive integer", clip, ref_png, top_k=-1, weights=ck)
+    _expect("backend must be 'torch', 'ort', 'trt' or 'auto', got 'tpu'", clip, ref_png, backend="tpu", weights=ck)
+    _expect("snapshot_interval must be a positive integer", clip, ref_png, snapshot_interval=0, weights=ck)
+    _expect(r"weights: weights file .*nope\.pth not found; run `python -m vscolormnet download`", clip,
+            ref_png, weights=str(tmp_path / "nope.pth"))
+
+
+def test_inference_geometry_presets():
+    g = vsfilter.inference_geometry(1920, 1080, "512")
+    assert (g.inf_width, g.inf_height, g.padded_hw) == (512, 288, (336, 560))
+    assert vsfilter.inference_geometry(1920, 1080, 384).inf_width == 384
+    small = vsfilter.inference_geometry(320, 240, "640")
+    assert (small.inf_width, small.inf_height) == (320, 240), "never upscaled"
+    assert vsfilter.inference_geometry(1440, 1080, "native").inf_width == 1440

@@ -1,0 +1,269 @@
+"""Engine files on disk, independent of TensorRT: names, atomic writes, a lock, a writable folder, logs.
+
+Follows vs-mlrt's engine cache (``vsmlrt.py`` ``trtexec`` path) without its weak spots:
+
+- the file name holds everything that invalidates an engine: stage, padded input size,
+  precision, ONNX checksum, TensorRT version and GPU name (``EngineKey.filename``);
+  anything that must not change the engine (thread counts, log level, …) stays out of it;
+- a file is written to a temporary name in the same folder and renamed (``atomic_write``),
+  so an interrupted build never leaves a usable-looking engine;
+- a cached file is trusted only if it has a sane size and deserializes; otherwise it is
+  rebuilt with a warning;
+- the folder is configurable, with a writable fallback (user cache, then temp);
+- the build log is written next to the engine (``<engine>.log``) and kept on failure;
+- two processes building the same engine serialise on a lock file.
+
+``EngineCache.load_or_build`` takes the build and deserialize steps as functions, so this
+module is fully testable without TensorRT (``tests/test_engine_cache.py`` uses fakes).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, TypeVar
+
+log = logging.getLogger("vscolormnet")
+T = TypeVar("T")
+
+ENV_ENGINE_DIR = "VSCOLORMNET_ENGINE_DIR"
+MIN_ENGINE_BYTES = 1024          # a serialized engine of any of our graphs is megabytes; 1 KiB is "sane"
+_HASH_MEMO: dict[tuple, str] = {}
+
+
+def sanitize(text: str, max_len: int = 48) -> str:
+    """A file-name-safe form of ``text``: runs of other characters become ``-`` (``"NVIDIA H100 80GB HBM3"`` →
+    ``"NVIDIA-H100-80GB-HBM3"``)."""
+    out = re.sub(r"[^A-Za-z0-9._]+", "-", str(text)).strip("-.")
+    return out[:max_len] or "unknown"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (memoised on path, size and mtime)."""
+    st = os.stat(path)
+    memo_key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if memo_key not in _HASH_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _HASH_MEMO[memo_key] = h.hexdigest()
+    return _HASH_MEMO[memo_key]
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | bytearray | memoryview | Callable[[IO[bytes]], None]) -> Path:
+    """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` atomically.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed
+    over ``path`` only when complete. On any exception (also KeyboardInterrupt) the temporary
+    file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def is_writable_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` exists or can be created and a file can be created in it (works as root too)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """``platformdirs.user_cache_dir('vscolormnet')/parts…`` (e.g. ``~/.cache/vscolormnet/trt``)."""
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("vscolormnet", appauthor=False), *parts)
+
+
+def temp_cache_dir(*parts: str) -> Path:
+    """A per-user folder under the system temp folder: ``$TMPDIR/vscolormnet-<uid>/parts…``."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir(), f"vscolormnet-{uid}", *parts)
+
+
+def choose_writable_dir(preferred: str | os.PathLike | None, fallbacks: tuple[str | os.PathLike, ...],
+                        what: str = "cache") -> Path:
+    """The first writable folder of ``preferred, *fallbacks``; a warning names a skipped ``preferred``."""
+    candidates = ([Path(preferred).expanduser()] if preferred else []) + [Path(p).expanduser() for p in fallbacks]
+    for i, folder in enumerate(candidates):
+        if is_writable_dir(folder):
+            if i > 0 and preferred:
+                log.warning("%s folder %s is not writable; using %s instead", what, candidates[0], folder)
+            return folder
+    raise ValueError(f"no writable {what} folder: tried {', '.join(map(str, candidates))}")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike):
+    """Exclusive advisory lock on ``path`` (created if needed); a no-op where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Redirect file descriptor 1 to 2 for the block (native libraries that print must not touch stdout,
+    which may carry frame data, e.g. ``vspipe … - | ffmpeg``)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no real fd 1 (embedded interpreters)
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineKey:
+    """Everything that invalidates a serialized engine.
+
+    stage:        graph name (``encode_key``, …, see ``backends.base.STAGES``).
+    padded_hw:    the padded inference size ``(Hp, Wp)`` the static graph was exported for.
+    precision:    ``fp32`` or ``fp16``.
+    onnx_sha256:  checksum of the ONNX file the engine is built from (covers weights and graph).
+    trt_version:  ``tensorrt.__version__``.
+    gpu_name:     the device name (``torch.cuda.get_device_name``), sanitised in the file name.
+    """
+
+    stage: str
+    padded_hw: tuple[int, int]
+    precision: str
+    onnx_sha256: str
+    trt_version: str
+    gpu_name: str
+
+    def filename(self) -> str:
+        """``<stage>_<Wp>x<Hp>_<precision>_onnx-<sha16>_trt-<version>_<gpu>.engine``."""
+        hp, wp = self.padded_hw
+        return (f"{self.stage}_{wp}x{hp}_{self.precision}_onnx-{self.onnx_sha256[:16]}"
+                f"_trt-{sanitize(self.trt_version)}_{sanitize(self.gpu_name)}.engine")
+
+
+def default_engine_dir() -> Path:
+    """``$VSCOLORMNET_ENGINE_DIR`` or the per-user cache folder ``…/vscolormnet/trt``."""
+    env = os.environ.get(ENV_ENGINE_DIR)
+    return Path(env).expanduser() if env else user_cache_dir("trt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineCache:
+    """A folder of engines. Build with ``EngineCache.open(folder)`` to get the writable-folder fallback.
+
+    folder:     where engines, their build logs and the timing cache live.
+    min_bytes:  a cached file smaller than this is treated as broken and rebuilt.
+    """
+
+    folder: Path
+    min_bytes: int = MIN_ENGINE_BYTES
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike | None = None, *, fallbacks: tuple[str | os.PathLike, ...] | None = None,
+             min_bytes: int = MIN_ENGINE_BYTES) -> "EngineCache":
+        """``folder`` (default ``default_engine_dir()``) or, if it is not writable, the first writable fallback
+        (default: the user cache folder, then a per-user temp folder)."""
+        if fallbacks is None:
+            fallbacks = (user_cache_dir("trt"), temp_cache_dir("trt"))
+        preferred = Path(folder).expanduser() if folder else default_engine_dir()
+        return cls(folder=choose_writable_dir(preferred, tuple(fallbacks), "engine cache"), min_bytes=min_bytes)
+
+    def path(self, key: EngineKey) -> Path:
+        """The engine file for ``key``."""
+        return self.folder / key.filename()
+
+    def log_path(self, key: EngineKey) -> Path:
+        """The build log written next to the engine."""
+        return self.path(key).with_suffix(".log")
+
+    def timing_cache_path(self, trt_version: str, gpu_name: str) -> Path:
+        """One timing cache per TensorRT version and GPU, shared by all stages and sizes."""
+        return self.folder / f"timing_trt-{sanitize(trt_version)}_{sanitize(gpu_name)}.cache"
+
+    def load_or_build(self, key: EngineKey, build: Callable[[IO[str]], bytes], deserialize: Callable[[bytes], T]
+                      ) -> tuple[T, Path]:
+        """Deserialize the cached engine for ``key``, or build, write atomically and deserialize it.
+
+        build(log_file) -> bytes:  builds the serialized engine, writing its log to ``log_file``.
+        deserialize(data) -> obj:  raises (or returns None) if ``data`` is not a usable engine.
+        A cached file that is too small or fails to deserialize is rebuilt with a warning.
+        """
+        path = self.path(key)
+        with file_lock(path.with_name(path.name + ".lock")):
+            if path.is_file():
+                obj, problem = self._try_load(path, deserialize)
+                if obj is not None:
+                    log.info("engine %s loaded from cache", path.name)
+                    return obj, path
+                log.warning("cached engine %s %s; rebuilding it", path, problem)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            log_path = self.log_path(key)
+            log.info("building engine %s (log: %s)", path.name, log_path)
+            with open(log_path, "w", encoding="utf-8") as log_file:
+                try:
+                    data = build(log_file)
+                except BaseException:
+                    log_file.flush()
+                    log.error("engine build for %s failed; its log is %s", path.name, log_path)
+                    raise
+            if data is None or len(data) < self.min_bytes:
+                raise RuntimeError(f"engine build for {path.name} produced no usable engine "
+                                   f"({0 if data is None else len(data)} bytes); see {log_path}")
+            data = bytes(data)
+            obj = deserialize(data)
+            if obj is None:
+                raise RuntimeError(f"the freshly built engine {path.name} does not deserialize; see {log_path}")
+            atomic_write(path, data)
+            return obj, path
+
+    def _try_load(self, path: Path, deserialize: Callable[[bytes], T]) -> tuple[T | None, str]:
+        size = path.stat().st_size
+        if size < self.min_bytes:
+            return None, f"is only {size} bytes (truncated?)"
+        try:
+            obj = deserialize(path.read_bytes())
+        except Exception as e:  # noqa: BLE001 - any failure means "rebuild"
+            return None, f"failed to deserialize ({type(e).__name__}: {e})"
+        if obj is None:
+            return None, "failed to deserialize"
+        return obj, ""

@@ -1,0 +1,527 @@
+"""Export the six stage graphs to ONNX, one static shape per padded size, and check each against PyTorch.
+
+Graphs (inputs → outputs; ``h = Hp/16``, every tensor float32 at the graph boundary):
+
+==========================  =======================================  =====================================
+stage                       inputs                                   outputs
+==========================  =======================================  =====================================
+``encode_key``              image 1×3×Hp×Wp                          key, shrinkage, selection, f16, f8, f4
+``encode_value``            image, f16, ab 1×2×Hp×Wp                 value 1×2×512×h×w
+``encode_value_deep``       image, f16, ab, hidden 1×2×64×h×w        value, hidden_out
+``short_term_attention``    key, prev_key 1×64×h×w, prev_value       attention 1×2×512×h×w
+``decode``                  f16, f8, f4, readout, hidden             ab 1×2×Hp×Wp
+``decode_update``           f16, f8, f4, readout, hidden             ab, hidden_out
+==========================  =======================================  =====================================
+
+How: each stage method of ``ColorMNet`` is wrapped in ``StageModule`` and exported with the
+TorchScript-based exporter (``dynamo=False``, opset 17, weights embedded). The dynamo exporter
+was tried: it needs minutes for the 225-slice local attention and cannot target opset 17.
+Two instance-level substitutions make the trace static without changing any value
+(``traceable``): DINOv2's interpolated positional embedding is computed once for the
+size and used as a constant, and ``LayerNorm2d`` gets its channel count as a Python int.
+The traced graph is then constant-folded (the attention's out-of-frame mask becomes one
+constant) and cleaned with the onnxscript optimizer; the result has static shapes, opset 17
+and only standard-domain operators that TensorRT's ONNX parser supports.
+
+fp16 (``to_fp16``): the checked fp32 graph converted with ONNX Runtime's float16 converter,
+inputs and outputs kept float32. These stay **fp32** because fp16 is unsafe there:
+
+- every normalisation and reduction: LayerNormalization (DINOv2 and the fusion blocks),
+  ReduceL2 (``F.normalize``), ReduceMean/ReduceSum (CBAM pools), and Softmax, Exp, Pow,
+  Sqrt, Reciprocal wherever they occur;
+- the similarities: DINOv2's attention core (q·kᵀ, softmax, ·v), the fusion blocks'
+  cross-channel attention (normalised q·kᵀ × temperature, softmax, ·v), and the whole
+  short-term attention body (225 windowed q·k dot products, the 1e8 out-of-frame penalty,
+  which is not representable in fp16, the softmax and the 225-term weighted sum);
+  only its depthwise conv and output projection run in fp16;
+- the key projection (key, shrinkage ``d²+1``, selection), which feeds the memory
+  similarity in host code.
+
+Everything else (convolutions, matmuls of the linear layers, GELU, gates, resizes) is fp16.
+
+Every graph is checked when written (``check_graph``): ONNX Runtime on CPU against the
+PyTorch stage method on random inputs and on real activations (the chain
+encode_key → encode_value_deep → short_term_attention → decode computed from an actual
+image), fp32 within ``FP32_TOLERANCE`` absolute, fp16 within ``FP16_TOLERANCE`` relative
+to each output's range. A graph that fails is not written.
+
+Files are cached under ``onnx_cache_dir()`` (default: the per-user cache
+``…/vscolormnet/onnx``), in a folder named by the checkpoint's sha256, and written
+atomically. Nothing derived from weights is written anywhere else.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backends.base import STAGES
+from .backends.engine_cache import (atomic_write, choose_writable_dir, file_sha256, stdout_to_stderr,
+                                    temp_cache_dir, user_cache_dir)
+from .model import ColorMNet
+from .model.blocks import LayerNorm2d
+from .model.dinov2 import PATCH
+from .model.network import HIDDEN_DIM, KEY_DIM, NUM_OBJECTS, PAD_MULTIPLE, STRIDE, VALUE_DIM
+
+log = logging.getLogger("vscolormnet")
+
+OPSET = 17
+EXPORT_VERSION = 1                # bump when the exported graphs change for the same weights
+PRECISIONS = ("fp32", "fp16")
+FP32_TOLERANCE = 1e-4             # max |Δ| against PyTorch fp32, every output
+FP16_TOLERANCE = 0.03             # max |Δ| / max(1, max |ref|) against PyTorch fp32, every output
+ENV_ONNX_DIR = "VSCOLORMNET_ONNX_DIR"
+
+INPUTS = {
+    "encode_key": ("image",),
+    "encode_value": ("image", "f16", "ab"),
+    "encode_value_deep": ("image", "f16", "ab", "hidden"),
+    "short_term_attention": ("key", "prev_key", "prev_value"),
+    "decode": ("f16", "f8", "f4", "readout", "hidden"),
+    "decode_update": ("f16", "f8", "f4", "readout", "hidden"),
+}
+OUTPUTS = {
+    "encode_key": ("key", "shrinkage", "selection", "f16", "f8", "f4"),
+    "encode_value": ("value",),
+    "encode_value_deep": ("value", "hidden_out"),
+    "short_term_attention": ("attention",),
+    "decode": ("ab",),
+    "decode_update": ("ab", "hidden_out"),
+}
+
+# fp16: operator types kept fp32 everywhere, and module scopes whose own nodes stay fp32.
+FP16_KEEP_OPS = ("LayerNormalization", "Softmax", "ReduceL2", "ReduceMean", "ReduceSum", "Exp", "Pow", "Sqrt",
+                 "Reciprocal")
+FP16_KEEP_SCOPES = ("/attn", "/crossattn", "/short_term_attn")    # nodes directly in these scopes
+FP16_KEEP_SUBTREES = ("/key_proj/",)                              # all nodes below these
+
+
+class ExportCheckError(RuntimeError):
+    """An exported graph disagrees with PyTorch beyond the tolerance; nothing was written."""
+
+
+def tensor_shapes(padded_hw: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+    """Shape of every named graph input and output for one padded size."""
+    hp, wp = padded_hw
+    h, w = hp // STRIDE, wp // STRIDE
+    value = (1, NUM_OBJECTS, VALUE_DIM, h, w)
+    hidden = (1, NUM_OBJECTS, HIDDEN_DIM, h, w)
+    return {
+        "image": (1, 3, hp, wp), "ab": (1, 2, hp, wp),
+        "key": (1, KEY_DIM, h, w), "prev_key": (1, KEY_DIM, h, w), "shrinkage": (1, 1, h, w),
+        "selection": (1, KEY_DIM, h, w),
+        "f16": (1, 1024, h, w), "f8": (1, 512, 2 * h, 2 * w), "f4": (1, 256, 4 * h, 4 * w),
+        "value": value, "prev_value": value, "readout": value, "attention": value,
+        "hidden": hidden, "hidden_out": hidden,
+    }
+
+
+def validate_padded_hw(padded_hw) -> tuple[int, int]:
+    """``(Hp, Wp)`` as ints, both positive multiples of 112."""
+    try:
+        hp, wp = (int(v) for v in padded_hw)
+    except (TypeError, ValueError):
+        raise ValueError(f"padded_hw must be (Hp, Wp), got {padded_hw!r}") from None
+    if hp <= 0 or wp <= 0 or hp % PAD_MULTIPLE or wp % PAD_MULTIPLE:
+        raise ValueError(f"padded size must be positive multiples of {PAD_MULTIPLE}, got {hp}x{wp} (HxW)")
+    return hp, wp
+
+
+class StageModule(nn.Module):
+    """``forward(*inputs)`` calls one stage method of the network (what gets exported)."""
+
+    def __init__(self, net: ColorMNet, stage: str):
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        self.net = net
+        self.stage = stage
+
+    def forward(self, *inputs):  # noqa: D102
+        return getattr(self.net, self.stage)(*inputs)
+
+
+def _layer_norm_2d(module: LayerNorm2d, normalized_shape: tuple[int], x: torch.Tensor) -> torch.Tensor:
+    x = F.layer_norm(x.permute(0, 2, 3, 1), normalized_shape, module.weight, module.bias, module.eps)
+    return x.permute(0, 3, 1, 2)
+
+
+@contextlib.contextmanager
+def traceable(net: ColorMNet, padded_hw: tuple[int, int]):
+    """Instance-level substitutions that compute the same values with trace-time constants.
+
+    - DINOv2's positional embedding for this size, computed eagerly (bicubic, as at run time)
+      and returned as a constant, instead of a resize whose scale the tracer turns into tensors;
+    - ``LayerNorm2d`` with its channel count as a Python int (``x.shape[1:2]`` traces as a tensor).
+    The class methods are restored on exit.
+    """
+    hp, wp = padded_hw
+    patched = []
+    backbone = net.key_encoder.network2.backbone
+    with torch.no_grad():
+        pos = backbone.interpolated_pos_embed(hp // PATCH, wp // PATCH).detach().clone()
+    backbone.interpolated_pos_embed = lambda rows, cols, _pos=pos: _pos
+    patched.append((backbone, "interpolated_pos_embed"))
+    for module in net.modules():
+        if isinstance(module, LayerNorm2d):
+            module.forward = partial(_layer_norm_2d, module, (int(module.weight.shape[0]),))
+            patched.append((module, "forward"))
+    try:
+        yield
+    finally:
+        for obj, attr in patched:
+            obj.__dict__.pop(attr, None)
+
+
+# ---- graph export and clean-up ---------------------------------------------------------------
+def export_graph(net: ColorMNet, stage: str, padded_hw: tuple[int, int]):
+    """The fp32 ``onnx.ModelProto`` of one stage at one padded size (not yet checked)."""
+    import onnx
+    padded_hw = validate_padded_hw(padded_hw)
+    shapes = tensor_shapes(padded_hw)
+    module = StageModule(net, stage).eval()
+    gen = torch.Generator().manual_seed(0)
+    args = tuple(torch.randn(shapes[name], generator=gen) for name in INPUTS[stage])
+    buf = io.BytesIO()
+    with traceable(net, padded_hw), torch.no_grad(), warnings.catch_warnings(), stdout_to_stderr():
+        warnings.simplefilter("ignore", DeprecationWarning)   # "legacy TorchScript-based ONNX export"
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy.*ONNX.*")
+        torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                          input_names=list(INPUTS[stage]), output_names=list(OUTPUTS[stage]),
+                          export_params=True)
+    model = onnx.load_from_string(buf.getvalue())
+    return simplify(model)
+
+
+def fold_constants(model, max_elements: int = 1 << 24):
+    """Evaluate every node whose inputs are all constants and store its outputs as initializers."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+    graph = model.graph
+    consts = {init.name: None for init in graph.initializer}
+    values = {}
+    kept, new_inits = [], []
+    for node in graph.node:
+        foldable = node.op_type == "Constant" or (
+            node.input and all(name == "" or name in consts for name in node.input)
+            and node.op_type not in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"))
+        if foldable:
+            try:
+                feeds = {}
+                for name in node.input:
+                    if name:
+                        if name not in values:
+                            init = next(i for i in graph.initializer if i.name == name)
+                            values[name] = numpy_helper.to_array(init)
+                        feeds[name] = values[name]
+                outs = ReferenceEvaluator(node).run(None, feeds)
+            except Exception:  # noqa: BLE001 - leave what the reference runtime cannot evaluate
+                outs = None
+            if outs is not None and sum(np.asarray(o).size for o in outs) <= max_elements:
+                for name, value in zip(node.output, outs):
+                    value = np.asarray(value)
+                    consts[name] = None
+                    values[name] = value
+                    new_inits.append(numpy_helper.from_array(value, name))
+                continue
+        kept.append(node)
+    if len(kept) == len(graph.node):
+        return model
+    used = {name for node in kept for name in node.input} | {o.name for o in graph.output}
+    inits = [i for i in graph.initializer if i.name in used] + [i for i in new_inits if i.name in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    # Constant-node outputs that became initializers need no value_info entries.
+    names = {i.name for i in inits}
+    keep_vi = [vi for vi in graph.value_info if vi.name not in names]
+    del graph.value_info[:]
+    graph.value_info.extend(keep_vi)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def simplify(model):
+    """Constant folding (ours, then onnxscript's optimizer), dead-code removal, shape inference."""
+    import onnx
+    import onnxscript.optimizer
+    model = fold_constants(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = onnxscript.optimizer.optimize(model)
+    model = fold_constants(model)
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model)
+    return model
+
+
+def fp16_keep_nodes(model) -> list[str]:
+    """Names of the nodes that ``to_fp16`` keeps in fp32 (see the module docstring)."""
+    keep = []
+    for node in model.graph.node:
+        scope = node.name.rsplit("/", 1)[0]
+        if (node.op_type in FP16_KEEP_OPS or scope.endswith(FP16_KEEP_SCOPES)
+                or any(node.name.startswith(s) for s in FP16_KEEP_SUBTREES)):
+            keep.append(node.name)
+    return keep
+
+
+def to_fp16(model):
+    """Mixed-precision copy of a (checked, simplified) fp32 graph; inputs/outputs stay float32."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    import onnx
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP16_KEEP_OPS),
+                                       node_block_list=fp16_keep_nodes(model))
+    onnx.checker.check_model(out)
+    return out
+
+
+# ---- inputs for the checks -------------------------------------------------------------------
+def synthetic_rgb(height: int, width: int, t: int = 0, seed: int = 0) -> np.ndarray:
+    """A deterministic picture-like ``H×W×3`` uint8 image: colour gradients, soft discs that move
+    with ``t``, and mild noise. Used when no real image is given, and by ``bench``."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y /= max(height - 1, 1)
+    x /= max(width - 1, 1)
+    img = np.stack([0.2 + 0.6 * x, 0.3 + 0.4 * y, 0.8 - 0.5 * x * y], -1)
+    for _ in range(6):
+        cy, cx = rng.uniform(0.1, 0.9, 2)
+        vy, vx = rng.uniform(-0.01, 0.01, 2)
+        r = rng.uniform(0.05, 0.25)
+        colour = rng.uniform(0, 1, 3)
+        d2 = (y - cy - vy * t) ** 2 + (x - cx - vx * t) ** 2
+        alpha = np.clip(1.5 - np.sqrt(d2) / r, 0, 1)[..., None]
+        img = img * (1 - alpha) + colour * alpha
+    img = img + rng.normal(0, 0.02, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def random_inputs(stage: str, padded_hw: tuple[int, int], seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random float32 inputs with roughly the right ranges (image in [−1, 1], ab in ±0.5, features N(0, 1))."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = tensor_shapes(padded_hw)
+    out = []
+    for name in INPUTS[stage]:
+        shape = shapes[name]
+        if name == "image":
+            t = (torch.rand(shape[2:], generator=gen) * 2 - 1).expand(shape).contiguous()
+        elif name == "ab":
+            t = torch.rand(shape, generator=gen) - 0.5
+        elif name == "hidden":
+            t = torch.rand(shape, generator=gen) * 2 - 1
+        else:
+            t = torch.randn(shape, generator=gen)
+        out.append(t)
+    return tuple(out)
+
+
+def real_inputs(net: ColorMNet, padded_hw: tuple[int, int], image: np.ndarray | None = None
+                ) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Inputs for every stage taken from real activations of ``image`` (``H×W×3`` uint8, resized to the
+    padded size; default ``synthetic_rgb``) and of the same image shifted by 8 pixels, run through
+    the PyTorch network the way ``core.Propagator`` chains the stages."""
+    from . import color
+    hp, wp = padded_hw
+    if image is None:
+        image = synthetic_rgb(hp, wp)
+    rgb = color.resize_rgb_like_pil(np.ascontiguousarray(image[..., :3]), (wp, hp))
+    lab = color.rgb_to_lab(color.uint8_to_unit(rgb)).float()
+    img1 = color.normalise_l(lab[0]).expand(3, -1, -1).unsqueeze(0).contiguous()
+    ab1 = color.normalise_ab(lab[1:]).unsqueeze(0).contiguous()
+    img2 = torch.roll(img1, shifts=(8, 8), dims=(2, 3)).contiguous()
+    with torch.no_grad():
+        key1, _, _, f16_1, _, _ = net.encode_key(img1)
+        hidden0 = torch.zeros(tensor_shapes(padded_hw)["hidden"])
+        value1, hidden1 = net.encode_value_deep(img1, f16_1, ab1, hidden0)
+        key2, _, _, f16_2, f8_2, f4_2 = net.encode_key(img2)
+        readout = net.short_term_attention(key2, key1, value1)
+        ab2, _ = net.decode_update(f16_2, f8_2, f4_2, readout, hidden1)
+    return {
+        "encode_key": (img2,),
+        "encode_value": (img2, f16_2, ab2),
+        "encode_value_deep": (img2, f16_2, ab2, hidden1),
+        "short_term_attention": (key2, key1, value1),
+        "decode": (f16_2, f8_2, f4_2, readout, hidden1),
+        "decode_update": (f16_2, f8_2, f4_2, readout, hidden1),
+    }
+
+
+# ---- checks ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckResult:
+    """One graph on one input set: per output, max |Δ| to PyTorch fp32 and max |reference|."""
+
+    stage: str
+    precision: str
+    inputs: str
+    max_abs: dict
+    ref_max: dict
+    tolerance: float
+    ok: bool
+
+    def line(self) -> str:
+        """One line for logs."""
+        worst = max(self.max_abs, key=lambda k: self.max_abs[k] / self._scale(k))
+        return (f"{self.stage} {self.precision} {self.inputs} inputs: max|Δ| {self.max_abs[worst]:.2e} on {worst} "
+                f"(|ref| ≤ {self.ref_max[worst]:.3g}, tolerance {self.tolerance:g}"
+                f"{'' if self.precision == 'fp32' else ' relative'}) {'ok' if self.ok else 'FAILED'}")
+
+    def _scale(self, name: str) -> float:
+        return 1.0 if self.precision == "fp32" else max(1.0, self.ref_max[name])
+
+
+def ort_session(model, threads: int | None = None, optimization: str = "all", providers=None):
+    """An ONNX Runtime session (CPU by default) on a path or serialized bytes."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ORT_OPT_LEVELS[optimization]()
+    so.log_severity_level = 3
+    with stdout_to_stderr():
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                    providers=providers or ["CPUExecutionProvider"])
+
+
+def _ort_level(name):
+    import onnxruntime as ort
+    return getattr(ort.GraphOptimizationLevel, name)
+
+
+ORT_OPT_LEVELS = {
+    "disable": partial(_ort_level, "ORT_DISABLE_ALL"),
+    "basic": partial(_ort_level, "ORT_ENABLE_BASIC"),
+    "extended": partial(_ort_level, "ORT_ENABLE_EXTENDED"),
+    "all": partial(_ort_level, "ORT_ENABLE_ALL"),
+}
+
+
+def compare(session, net: ColorMNet, stage: str, inputs: tuple[torch.Tensor, ...], precision: str,
+            label: str, tolerance: float | None = None) -> CheckResult:
+    """Run ``inputs`` through the ONNX Runtime ``session`` and through PyTorch fp32; compare every output."""
+    if tolerance is None:
+        tolerance = FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
+    feeds = {name: t.detach().float().contiguous().numpy() for name, t in zip(INPUTS[stage], inputs)}
+    got = session.run(list(OUTPUTS[stage]), feeds)
+    with torch.no_grad():
+        ref = StageModule(net, stage).eval()(*inputs)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    max_abs, ref_max, ok = {}, {}, True
+    for name, g, r in zip(OUTPUTS[stage], got, ref):
+        r = r.float().numpy()
+        if g.shape != r.shape:
+            raise ExportCheckError(f"{stage}: output {name} has shape {g.shape}, PyTorch gives {r.shape}")
+        d = float(np.abs(g.astype(np.float32) - r).max()) if np.isfinite(g).all() else float("inf")
+        max_abs[name], ref_max[name] = d, float(np.abs(r).max())
+        scale = 1.0 if precision == "fp32" else max(1.0, ref_max[name])
+        ok = ok and d <= tolerance * scale
+    return CheckResult(stage, precision, label, max_abs, ref_max, tolerance, ok)
+
+
+def check_graph(model, net: ColorMNet, stage: str, padded_hw: tuple[int, int], precision: str = "fp32", *,
+                image: np.ndarray | None = None, real: dict | None = None, threads: int | None = None
+                ) -> list[CheckResult]:
+    """Check one graph (path, bytes or ModelProto) on random and on real inputs; returns both results."""
+    if not isinstance(model, (bytes, str, os.PathLike)):
+        model = model.SerializeToString()
+    session = ort_session(model, threads)
+    real = real or real_inputs(net, padded_hw, image)
+    return [compare(session, net, stage, random_inputs(stage, padded_hw), precision, "random"),
+            compare(session, net, stage, real[stage], precision, "real")]
+
+
+# ---- the cache -------------------------------------------------------------------------------
+def onnx_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$VSCOLORMNET_ONNX_DIR``, else the per-user cache ``…/vscolormnet/onnx``;
+    falls back to a per-user temp folder when not writable."""
+    preferred = cache_dir or os.environ.get(ENV_ONNX_DIR) or user_cache_dir("onnx")
+    return choose_writable_dir(preferred, (user_cache_dir("onnx"), temp_cache_dir("onnx")), "ONNX cache")
+
+
+def onnx_filename(stage: str, padded_hw: tuple[int, int], precision: str) -> str:
+    """``<stage>_<Wp>x<Hp>_<precision>_opset17_v<EXPORT_VERSION>.onnx``."""
+    hp, wp = padded_hw
+    return f"{stage}_{wp}x{hp}_{precision}_opset{OPSET}_v{EXPORT_VERSION}.onnx"
+
+
+def onnx_path(weights: str | os.PathLike, stage: str, padded_hw: tuple[int, int], precision: str,
+              cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the graph for these weights, stage, size and precision is cached."""
+    return onnx_cache_dir(cache_dir) / file_sha256(weights)[:16] / onnx_filename(stage, padded_hw, precision)
+
+
+def export_graphs(weights: str | os.PathLike, padded_hw: tuple[int, int], *, precisions=("fp32",),
+                  stages=STAGES, cache_dir: str | os.PathLike | None = None, image: np.ndarray | None = None,
+                  force: bool = False, net: ColorMNet | None = None) -> dict[tuple[str, str], Path]:
+    """Make sure every ``(stage, precision)`` graph exists in the cache (export + check what is missing).
+
+    Returns ``{(stage, precision): path}``. The network is loaded only if something is missing.
+    Raises ``ExportCheckError`` (and writes nothing for that graph) if a check fails.
+    """
+    from .weights import load_model, resolve_weights
+    weights = resolve_weights(weights)
+    padded_hw = validate_padded_hw(padded_hw)
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {p!r}")
+    for s in stages:
+        if s not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {s!r}")
+    folder = onnx_cache_dir(cache_dir) / file_sha256(weights)[:16]
+    order = [p for p in PRECISIONS if p in precisions or (p == "fp32" and "fp16" in precisions)]
+    paths, real = {}, None
+    for precision in order:
+        for stage in stages:
+            path = folder / onnx_filename(stage, padded_hw, precision)
+            paths[(stage, precision)] = path
+            if path.is_file() and not force:
+                continue
+            if net is None:
+                net = load_model(weights)
+            if real is None:
+                real = real_inputs(net, padded_hw, image)
+            t0 = time.perf_counter()
+            if precision == "fp32":
+                model = export_graph(net, stage, padded_hw)
+            else:
+                import onnx
+                model = to_fp16(onnx.load(str(paths[(stage, "fp32")])))
+            data = model.SerializeToString()
+            results = check_graph(data, net, stage, padded_hw, precision, real=real)
+            for r in results:
+                log.info("onnx check: %s", r.line())
+            if not all(r.ok for r in results):
+                raise ExportCheckError("exported graph does not match PyTorch, not written: "
+                                       + "; ".join(r.line() for r in results if not r.ok))
+            atomic_write(path, data)
+            report = {"weights_sha256": file_sha256(weights), "stage": stage, "padded_hw": list(padded_hw),
+                      "precision": precision, "opset": OPSET, "export_version": EXPORT_VERSION,
+                      "torch": torch.__version__, "checks": [asdict(r) for r in results]}
+            atomic_write(path.with_suffix(".check.json"), json.dumps(report, indent=1).encode())
+            log.info("exported %s (%.1f MB, %.1f s)", path, path.stat().st_size / 1e6, time.perf_counter() - t0)
+    return {k: v for k, v in paths.items() if k[1] in precisions}
+
+
+def ensure_onnx(weights: str | os.PathLike, stage: str, padded_hw: tuple[int, int], precision: str = "fp32", *,
+                cache_dir: str | os.PathLike | None = None, net: ColorMNet | None = None) -> Path:
+    """The cached graph for one stage, exported and checked on first use."""
+    return export_graphs(weights, padded_hw, precisions=(precision,), stages=(stage,), cache_dir=cache_dir,
+                         net=net)[(stage, precision)]
