@@ -179,3 +179,36 @@ def test_min_shot_length_and_pick_rules():
     assert scenes.pick_frame(shots[2], sharp, "middle") == 10
     assert scenes.pick_frame(shots[2], sharp, "first") == 9
     assert scenes.timecode(3725.5) == "01:02:05.500"
+
+
+def test_colorize_uses_a_coloured_reference_folder(extracted, clip, tmp_path, parity_checkpoint):
+    """Colour one PNG in place: Colorize(ref=DIR) takes it as the reference of its frame and
+    resets memory at the indexed cuts."""
+    import vapoursynth as vs
+
+    import vscolormnet as colormnet
+    core = vs.core
+    folder = tmp_path / "refs"
+    shutil.copytree(extracted, folder)
+    shot = json.loads((folder / "refs.json").read_text())["shots"][1]      # the coffee shot
+    photo = _photo(SHOTS[1][0])
+    Image.fromarray(photo).save(folder / shot["file"])
+    src = core.bs.VideoSource(str(clip), cachemode=0)
+    out = colormnet.Colorize(src, str(folder), weights=str(parity_checkpoint), size="native")
+    frame = out.get_frame(shot["ref_frame"])
+    assert frame.props["ColorMNet_ReferenceFrame"] == 1
+    assert out.get_frame(CUTS[0]).props["ColorMNet_MemoryReset"] == 1
+    assert out.get_frame(CUTS[0] - 1).props["ColorMNet_MemoryReset"] == 0
+    # The reference frame's chroma is the coloured PNG's (same matrix, 4:2:0), up to the frame's own L.
+    blank = core.std.BlankClip(format=vs.RGB24, width=SIZE[0], height=SIZE[1], length=1)
+
+    def put(n, f):
+        fo = f.copy()
+        for p in range(3):
+            np.asarray(fo[p])[...] = photo[..., p]
+        return fo
+    want = core.resize.Bicubic(core.std.ModifyFrame(blank, blank, put), format=vs.YUV420P8,
+                               matrix_s="170m", range_s="limited").get_frame(0)
+    for p in (1, 2):
+        diff = np.abs(np.asarray(frame[p]).astype(int) - np.asarray(want[p]).astype(int))
+        assert np.median(diff) <= 2, f"plane {p}"
