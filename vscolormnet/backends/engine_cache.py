@@ -136,22 +136,24 @@ def file_lock(path: str | os.PathLike):
 
 @contextlib.contextmanager
 def stdout_to_stderr():
-    """Redirect file descriptor 1 to 2 for the block (native libraries that print must not touch stdout,
-    which may carry frame data, e.g. ``vspipe … - | ffmpeg``)."""
-    try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError, AttributeError):  # no real fd 1 (embedded interpreters)
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    """Send everything written to stdout inside the block to stderr: ``sys.stdout`` and file descriptor 1
+    (native libraries that print must not touch stdout, which may carry frame data, e.g.
+    ``vspipe … - | ffmpeg``)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            sys.__stdout__.flush()
+            saved = os.dup(1)
+        except (OSError, ValueError, AttributeError):  # no real fd 1 (embedded interpreters)
+            yield
+            return
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.__stdout__.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,179 @@
+"""ONNX Runtime backend: one ``InferenceSession`` per stage graph, CPU or CUDA.
+
+The graphs come from ``vscolormnet.onnx_export`` (exported and checked on first use, cached
+per checkpoint, size and precision). On CPU, torch tensors are handed to ONNX Runtime as
+zero-copy NumPy views and the outputs come back the same way. On CUDA (``onnxruntime-gpu``
+installed), inputs and outputs are bound to torch CUDA tensors with IO binding on torch's
+current stream, so nothing goes through host memory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .base import STAGES, Backend
+
+log = logging.getLogger("vscolormnet")
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtOptions:
+    """ONNX Runtime settings (none of them changes the exported graphs).
+
+    graph_optimization:  ONNX Runtime graph optimisation level: ``disable``, ``basic``,
+                         ``extended`` or ``all`` (default; on CPU it adds NCHWc layouts).
+    num_threads:         intra-op threads; None = ``torch.get_num_threads()``. CPU only.
+    spin_wait:           let idle ORT threads spin between runs (lower latency, but they
+                         compete with the host code that runs between stages). CPU only.
+    onnx_dir:            ONNX cache folder; None = ``$VSCOLORMNET_ONNX_DIR`` or the user cache.
+    """
+
+    graph_optimization: str = "all"
+    num_threads: int | None = None
+    spin_wait: bool = False
+    onnx_dir: str | os.PathLike | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        if self.graph_optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"graph_optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, "
+                             f"got {self.graph_optimization!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or None, got {self.num_threads!r}")
+
+
+def cuda_provider_available() -> bool:
+    """True if the installed onnxruntime offers ``CUDAExecutionProvider`` (``onnxruntime-gpu``)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+class _Stage:
+    """One session with its input/output names and output shapes."""
+
+    def __init__(self, session, inputs, outputs):
+        self.session = session
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.output_shapes = tuple(tuple(o.shape) for o in session.get_outputs())
+
+
+class OrtBackend(Backend):
+    """Runs the six stage graphs in ONNX Runtime for one padded size; float32 torch tensors in and out.
+
+    weights:    checkpoint path (its sha256 keys the ONNX cache).
+    padded_hw:  ``(Hp, Wp)``, multiples of 112.
+    device:     ``cpu`` or ``cuda`` (needs ``onnxruntime-gpu``); device_id picks the GPU.
+    fp16:       use the mixed-precision graphs (see ``onnx_export``); inputs/outputs stay float32.
+    options:    ``OrtOptions``.
+    """
+
+    name = "ort"
+
+    def __init__(self, weights, padded_hw: tuple[int, int], *, device: str | torch.device = "cpu",
+                 device_id: int = 0, fp16: bool = False, options: OrtOptions = OrtOptions(), net=None):
+        import onnxruntime as ort
+
+        from ..onnx_export import INPUTS, OUTPUTS, ORT_OPT_LEVELS, export_graphs, validate_padded_hw
+        options.validate()
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            if not cuda_provider_available():
+                raise ValueError("backend 'ort' on cuda needs onnxruntime-gpu (CUDAExecutionProvider is not "
+                                 "available in the installed onnxruntime); use device='cpu'")
+            if not torch.cuda.is_available():
+                raise ValueError("device='cuda' was asked for but CUDA is not available; use device='cpu'")
+            dev = torch.device("cuda", dev.index if dev.index is not None else device_id)
+        elif dev.type != "cpu":
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.device = dev
+        self.fp16 = bool(fp16)
+        self.padded_hw = validate_padded_hw(padded_hw)
+        self.options = options
+        precision = "fp16" if self.fp16 else "fp32"
+        paths = export_graphs(weights, self.padded_hw, precisions=(precision,), cache_dir=options.onnx_dir,
+                              net=net)
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ORT_OPT_LEVELS[options.graph_optimization]()
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if dev.type == "cpu":
+            so.intra_op_num_threads = int(options.num_threads or torch.get_num_threads())
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin_wait else "0")
+            providers = ["CPUExecutionProvider"]
+        else:
+            stream = torch.cuda.current_stream(dev).cuda_stream
+            providers = [("CUDAExecutionProvider", {"device_id": dev.index, "user_compute_stream": str(stream)}),
+                         "CPUExecutionProvider"]
+        from .engine_cache import stdout_to_stderr
+        self._stages = {}
+        for stage in STAGES:
+            # The 225-window sum: ORT's memory pattern plans every window slice as live at once
+            # (2× the memory of planning without it: 1.4 GB vs 0.7 GB at 560×336), for no speed gain.
+            so.enable_mem_pattern = stage != "short_term_attention"
+            with stdout_to_stderr():
+                session = ort.InferenceSession(str(paths[(stage, precision)]), so, providers=providers)
+            if dev.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+                raise ValueError(f"onnxruntime could not create CUDAExecutionProvider for {stage} "
+                                 f"(providers: {session.get_providers()}); check CUDA/cuDNN libraries")
+            self._stages[stage] = _Stage(session, INPUTS[stage], OUTPUTS[stage])
+        log.info("ort: %s sessions ready (%s, %s, %s threads)", len(self._stages), providers[0] if
+                 isinstance(providers[0], str) else providers[0][0], precision,
+                 so.intra_op_num_threads if dev.type == "cpu" else "-")
+
+    # ---- running ---------------------------------------------------------------------------
+    def _run(self, stage: str, *tensors: torch.Tensor):
+        st = self._stages[stage]
+        if self.device.type == "cpu":
+            feeds = {name: t.detach().to(torch.float32).contiguous().numpy() for name, t in zip(st.inputs, tensors)}
+            outs = tuple(torch.from_numpy(o) for o in st.session.run(list(st.outputs), feeds))
+        else:
+            outs = self._run_cuda(st, tensors)
+        return outs[0] if len(outs) == 1 else outs
+
+    def _run_cuda(self, st: _Stage, tensors):
+        binding = st.session.io_binding()
+        index = self.device.index
+        inputs = [t.detach().to(self.device, torch.float32).contiguous() for t in tensors]
+        for name, t in zip(st.inputs, inputs):
+            binding.bind_input(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
+        outs = tuple(torch.empty(shape, dtype=torch.float32, device=self.device) for shape in st.output_shapes)
+        for name, t in zip(st.outputs, outs):
+            binding.bind_output(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
+        st.session.run_with_iobinding(binding)
+        return outs
+
+    def encode_key(self, image):  # noqa: D102
+        return self._run("encode_key", image)
+
+    def encode_value(self, image, f16, ab):  # noqa: D102
+        return self._run("encode_value", image, f16, ab)
+
+    def encode_value_deep(self, image, f16, ab, hidden):  # noqa: D102
+        return self._run("encode_value_deep", image, f16, ab, hidden)
+
+    def short_term_attention(self, key, prev_key, prev_value):  # noqa: D102
+        return self._run("short_term_attention", key, prev_key, prev_value)
+
+    def decode(self, f16, f8, f4, readout, hidden):  # noqa: D102
+        return self._run("decode", f16, f8, f4, readout, hidden)
+
+    def decode_update(self, f16, f8, f4, readout, hidden):  # noqa: D102
+        return self._run("decode_update", f16, f8, f4, readout, hidden)
+
+    def describe(self) -> str:  # noqa: D102
+        hp, wp = self.padded_hw
+        return f"ort on {self.device} ({'fp16' if self.fp16 else 'fp32'}, {wp}x{hp})"
+
+    def close(self) -> None:  # noqa: D102
+        self._stages = {}

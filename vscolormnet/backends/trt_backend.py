@@ -1,0 +1,286 @@
+"""TensorRT backend: one engine per stage graph, built from the checked ONNX files with the Python API.
+
+- Build: ``trt.Builder`` → network → ``trt.OnnxParser.parse_from_file`` → builder config
+  (workspace limit, optimisation level, a timing cache shared per TensorRT version and GPU,
+  a progress monitor that prints to stderr) → ``build_serialized_network``. No trtexec.
+- fp16: the mixed-precision ONNX graph (``onnx_export.to_fp16``: norms, softmax and the
+  similarities stay fp32 as explicit types) is built as a *strongly typed* network, the only
+  way in TensorRT 11, where ``BuilderFlag.FP16`` no longer exists (10.x: the
+  ``STRONGLY_TYPED`` creation flag). Only a TensorRT without strong typing (< 9) builds
+  the fp32 graph with ``BuilderFlag.FP16``.
+- Engines are cached by ``engine_cache.EngineCache`` (names, atomic writes, rebuild of a
+  broken file, writable-folder fallback, build log next to the engine).
+- Run: ``execute_async_v3`` on torch's current CUDA stream with ``set_tensor_address``
+  pointing at torch CUDA tensors (no pycuda, no host copies).
+
+TensorRT cannot be installed on the development machines; this module is only imported
+when ``backend='trt'`` (or ``auto`` finds ``tensorrt``). What was verified where is in README.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from .base import STAGES, Backend
+from .engine_cache import EngineCache, EngineKey, atomic_write, file_sha256, stdout_to_stderr
+
+log = logging.getLogger("vscolormnet")
+
+
+def import_tensorrt():
+    """``import tensorrt`` with a clear error when it is missing."""
+    try:
+        with stdout_to_stderr():
+            import tensorrt as trt
+    except ImportError as e:
+        raise ValueError("backend 'trt' needs TensorRT: pip install 'vscolormnet[trt]' "
+                         f"(tensorrt-cu13) on a machine with an NVIDIA GPU ({e})") from None
+    return trt
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrtOptions:
+    """TensorRT settings. Only fields that change the engine are part of its file name (via the key).
+
+    engine_dir:          engine cache folder; None = ``$VSCOLORMNET_ENGINE_DIR`` or the user cache
+                         (``…/vscolormnet/trt``), with a temp-folder fallback when not writable.
+    onnx_dir:            ONNX cache folder; None = the default (see ``onnx_export``).
+    workspace_mib:       builder workspace limit in MiB; None = TensorRT's default (device memory).
+    optimization_level:  ``builder_optimization_level`` 0…5 (TensorRT default 3).
+    timing_cache:        read and update the shared timing cache file (faster rebuilds).
+    """
+
+    engine_dir: str | os.PathLike | None = None
+    onnx_dir: str | os.PathLike | None = None
+    workspace_mib: int | None = None
+    optimization_level: int = 3
+    timing_cache: bool = True
+
+
+def _strongly_typed_flag(trt):
+    """The network creation flag for strong typing, 0 where it is implied (11.x), None where absent (< 9)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if int(trt.__version__.split(".")[0]) >= 11:
+        return 0
+    return None if flag is None else 1 << int(flag)
+
+
+def _make_logger(trt, log_file):
+    """A ``trt.ILogger`` that writes every message to the build log and warnings and errors to stderr."""
+    names = {trt.ILogger.Severity.INTERNAL_ERROR: "INTERNAL_ERROR", trt.ILogger.Severity.ERROR: "ERROR",
+             trt.ILogger.Severity.WARNING: "WARNING", trt.ILogger.Severity.INFO: "INFO",
+             trt.ILogger.Severity.VERBOSE: "VERBOSE"}
+
+    class _Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):  # noqa: D102
+            if log_file is not None:
+                log_file.write(f"[{names.get(severity, severity)}] {msg}\n")
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                log.error("tensorrt: %s", msg)
+            elif severity == trt.ILogger.Severity.WARNING and log_file is None:
+                log.warning("tensorrt: %s", msg)
+
+    return _Logger()
+
+
+def _make_progress(trt, label: str):
+    """A ``trt.IProgressMonitor`` printing the build phases to stderr (TensorRT ≥ 10), or None."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class _Progress(base):
+        def __init__(self):
+            base.__init__(self)
+            self.steps = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):  # noqa: D102
+            self.steps[phase_name] = num_steps
+            if parent_phase is None:
+                print(f"\rbuilding {label}: {phase_name} …", end="", file=sys.stderr, flush=True)
+
+        def step_complete(self, phase_name, step):  # noqa: D102
+            total = self.steps.get(phase_name)
+            if total:
+                print(f"\rbuilding {label}: {phase_name} {step + 1}/{total}", end="", file=sys.stderr, flush=True)
+            return True
+
+        def phase_finish(self, phase_name):  # noqa: D102
+            self.steps.pop(phase_name, None)
+            if not self.steps:
+                print(f"\rbuilding {label}: done" + " " * 30, file=sys.stderr, flush=True)
+
+    return _Progress()
+
+
+class _Stage:
+    """An engine, its execution context and its I/O tensor names and shapes."""
+
+    def __init__(self, trt, engine):
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        self.inputs, self.outputs, self.shapes = [], [], {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            self.shapes[name] = tuple(engine.get_tensor_shape(name))
+            if engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
+                raise RuntimeError(f"engine tensor {name} is {engine.get_tensor_dtype(name)}, expected float32")
+            (self.inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(name)
+
+
+class TrtBackend(Backend):
+    """Runs the six stage engines on one GPU for one padded size; float32 torch CUDA tensors in and out.
+
+    weights:    checkpoint path.
+    padded_hw:  ``(Hp, Wp)``, multiples of 112.
+    device_id:  CUDA device index.
+    fp16:       build from the mixed-precision graphs.
+    options:    ``TrtOptions``.
+    """
+
+    name = "trt"
+
+    def __init__(self, weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp16: bool = False,
+                 options: TrtOptions = TrtOptions()):
+        from ..onnx_export import INPUTS, OUTPUTS, export_graphs, validate_padded_hw
+        trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise ValueError("backend 'trt' needs CUDA, but torch.cuda.is_available() is False")
+        self.trt = trt
+        self.device = torch.device("cuda", device_id)
+        self.fp16 = bool(fp16)
+        self.padded_hw = validate_padded_hw(padded_hw)
+        self.options = options
+        self.cache = EngineCache.open(options.engine_dir)
+        strongly = _strongly_typed_flag(trt)
+        self.network_flags = 0 if strongly is None else strongly
+        # fp16 uses the mixed-precision graph when the network can be strongly typed.
+        self.onnx_precision = "fp16" if (self.fp16 and strongly is not None) else "fp32"
+        precision = "fp16" if self.fp16 else "fp32"
+        paths = export_graphs(weights, self.padded_hw, precisions=(self.onnx_precision,),
+                              cache_dir=options.onnx_dir)
+        gpu = torch.cuda.get_device_name(self.device)
+        self._logger = _make_logger(trt, None)
+        with torch.cuda.device(self.device):
+            self.runtime = trt.Runtime(self._logger)
+            self._stages = {}
+            for stage in STAGES:
+                onnx_file = paths[(stage, self.onnx_precision)]
+                key = EngineKey(stage=stage, padded_hw=self.padded_hw, precision=precision,
+                                onnx_sha256=file_sha256(onnx_file), trt_version=trt.__version__, gpu_name=gpu)
+                engine, path = self.cache.load_or_build(
+                    key, build=lambda log_file, f=onnx_file, k=key: self._build(f, k, log_file),
+                    deserialize=self._deserialize)
+                st = _Stage(trt, engine)
+                if set(st.inputs) != set(INPUTS[stage]) or set(st.outputs) != set(OUTPUTS[stage]):
+                    raise RuntimeError(f"engine {path} has I/O {st.inputs} → {st.outputs}, expected "
+                                       f"{INPUTS[stage]} → {OUTPUTS[stage]}")
+                st.inputs, st.outputs = list(INPUTS[stage]), list(OUTPUTS[stage])   # the stage method's order
+                self._stages[stage] = st
+        log.info("trt: %s engines ready on %s (%s)", len(self._stages), gpu, precision)
+
+    # ---- build and load --------------------------------------------------------------------
+    def _deserialize(self, data: bytes):
+        with stdout_to_stderr():
+            engine = self.runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise RuntimeError("deserialize_cuda_engine returned None")
+        return engine
+
+    def _build(self, onnx_file, key: EngineKey, log_file) -> bytes:
+        trt = self.trt
+        logger = _make_logger(trt, log_file)
+        log_file.write(f"# {key.filename()}\n# onnx: {onnx_file}\n")
+        with stdout_to_stderr():
+            builder = trt.Builder(logger)
+            network = builder.create_network(self.network_flags)
+            parser = trt.OnnxParser(network, logger)
+            if not parser.parse_from_file(str(onnx_file)):
+                errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+                raise RuntimeError(f"TensorRT could not parse {onnx_file}: {errors}")
+            config = builder.create_builder_config()
+            if self.options.workspace_mib:
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(self.options.workspace_mib) << 20)
+            if hasattr(config, "builder_optimization_level"):
+                config.builder_optimization_level = int(self.options.optimization_level)
+            if self.fp16 and self.onnx_precision == "fp32":
+                config.set_flag(trt.BuilderFlag.FP16)   # only TensorRT without strong typing gets here
+            progress = _make_progress(trt, f"{key.stage} {key.padded_hw[1]}x{key.padded_hw[0]} {key.precision}")
+            if progress is not None:
+                config.progress_monitor = progress
+            timing_path = self.cache.timing_cache_path(key.trt_version, key.gpu_name)
+            timing = None
+            if self.options.timing_cache:
+                blob = timing_path.read_bytes() if timing_path.is_file() else b""
+                timing = config.create_timing_cache(blob)
+                config.set_timing_cache(timing, ignore_mismatch=False)
+            serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError(f"TensorRT failed to build {key.filename()}")
+        if timing is not None:
+            atomic_write(timing_path, memoryview(config.get_timing_cache().serialize()))
+        return bytes(memoryview(serialized))
+
+    # ---- running ---------------------------------------------------------------------------
+    def _run(self, stage: str, *tensors: torch.Tensor):
+        st = self._stages[stage]
+        inputs = [t.detach().to(self.device, torch.float32).contiguous() for t in tensors]
+        outs = tuple(torch.empty(st.shapes[name], dtype=torch.float32, device=self.device) for name in st.outputs)
+        for name, t in zip(st.inputs, inputs):
+            st.context.set_tensor_address(name, t.data_ptr())
+        for name, t in zip(st.outputs, outs):
+            st.context.set_tensor_address(name, t.data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not st.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"TensorRT execution of {stage} failed")
+        return outs[0] if len(outs) == 1 else outs
+
+    def encode_key(self, image):  # noqa: D102
+        return self._run("encode_key", image)
+
+    def encode_value(self, image, f16, ab):  # noqa: D102
+        return self._run("encode_value", image, f16, ab)
+
+    def encode_value_deep(self, image, f16, ab, hidden):  # noqa: D102
+        return self._run("encode_value_deep", image, f16, ab, hidden)
+
+    def short_term_attention(self, key, prev_key, prev_value):  # noqa: D102
+        return self._run("short_term_attention", key, prev_key, prev_value)
+
+    def decode(self, f16, f8, f4, readout, hidden):  # noqa: D102
+        return self._run("decode", f16, f8, f4, readout, hidden)
+
+    def decode_update(self, f16, f8, f4, readout, hidden):  # noqa: D102
+        return self._run("decode_update", f16, f8, f4, readout, hidden)
+
+    def describe(self) -> str:  # noqa: D102
+        hp, wp = self.padded_hw
+        return f"trt on {self.device} ({'fp16' if self.fp16 else 'fp32'}, {wp}x{hp})"
+
+    def close(self) -> None:  # noqa: D102
+        self._stages = {}
+        self.runtime = None
+        torch.cuda.empty_cache()
+
+
+def build_engines(weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp16: bool = False,
+                  options: TrtOptions = TrtOptions()) -> list:
+    """Build (or find in the cache) the six engines; returns their paths."""
+    backend = TrtBackend(weights, padded_hw, device_id=device_id, fp16=fp16, options=options)
+    gpu = torch.cuda.get_device_name(backend.device)
+    from ..onnx_export import export_graphs
+    paths = export_graphs(weights, backend.padded_hw, precisions=(backend.onnx_precision,),
+                          cache_dir=options.onnx_dir)
+    out = [backend.cache.path(EngineKey(stage=s, padded_hw=backend.padded_hw,
+                                        precision="fp16" if fp16 else "fp32",
+                                        onnx_sha256=file_sha256(paths[(s, backend.onnx_precision)]),
+                                        trt_version=backend.trt.__version__, gpu_name=gpu)) for s in STAGES]
+    backend.close()
+    return out
