@@ -197,3 +197,15 @@ def test_inference_geometry_presets():
     small = vsfilter.inference_geometry(320, 240, "640")
     assert (small.inf_width, small.inf_height) == (320, 240), "never upscaled"
     assert vsfilter.inference_geometry(1440, 1080, "native").inf_width == 1440
+
+
+def test_ort_backend_matches_torch_in_the_filter(ref_png, parity_checkpoint, tmp_path, monkeypatch):
+    """The same Colorize graph on ONNX Runtime (CPU, fp32) agrees with PyTorch."""
+    monkeypatch.setenv("VSCOLORMNET_ONNX_DIR", str(tmp_path / "onnx"))
+    clip = clip_in_format(vs.RGBS, n=3)
+    a = _colorize(clip, ref_png, parity_checkpoint)
+    b = _colorize(clip, ref_png, parity_checkpoint, backend="ort")
+    for n in range(3):
+        diff = np.abs(np.stack(planes(a.get_frame(n))) - np.stack(planes(b.get_frame(n))))
+        # ab' agrees to ~1e-5; near the gamut boundary that moves sRGB by up to a few 1e-3
+        assert diff.max() < 5e-3 and diff.mean() < 1e-4, f"frame {n}: {diff.max()}, {diff.mean()}"

@@ -237,8 +237,10 @@ def Colorize(clip: vs.VideoNode, ref, ref_frames=None, size=DEFAULT_SIZE, weight
         raise _err(str(e)) from None
     if backend not in ("torch", "ort", "trt", "auto"):
         raise _err(f"backend must be 'torch', 'ort', 'trt' or 'auto', got {backend!r}")
-    if device not in ("cpu", "cuda"):
-        raise _err(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device not in ("cpu", "cuda", "auto"):
+        raise _err(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "auto" and backend != "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and backend == "torch" and not torch.cuda.is_available():
         raise _err("device='cuda' but CUDA is not available to PyTorch; use device='cpu'")
     if not isinstance(snapshot_interval, int) or snapshot_interval < 1:

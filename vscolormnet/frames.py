@@ -77,14 +77,14 @@ class FramesResult:
 
 
 def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame_is_ref=False,
-                    config: MemoryConfig = MemoryConfig(), backend="torch", device="cpu", fp16=False,
+                    config: MemoryConfig = MemoryConfig(), backend="torch", device="cpu", device_id=0, fp16=False,
                     save_ab=None, progress=True, times: StageTimes | None = None) -> FramesResult:
     """Colourise ``frames_dir`` with one reference; write PNGs to ``out_dir`` when given."""
     config.validate()
     frames = list_frames(frames_dir)
     first = read_rgb(frames[0])
     h, w = first.shape[:2]
-    be = create_backend(backend, weights=weights, device=device, fp16=fp16,
+    be = create_backend(backend, weights=weights, device=device, device_id=device_id, fp16=fp16,
                         padded_hw=color.padded_size(h, w))
     dev = be.device
     ref_rgb = color.resize_rgb_like_pil(read_rgb(ref_image), (w, h))

@@ -47,7 +47,7 @@ def run(args) -> int:  # noqa: D103
         clip = core.std.CopyFrameProps(clip, detector_clip(clip), props=["_SceneChangePrev"])
     try:
         out = Colorize(clip, ref, ref_frames=args.ref_frames, size=args.size, weights=args.weights,
-                       backend=args.backend, device=args.device, device_id=args.device_id, fp16=args.fp16,
+                       backend=args.backend, device=args.device or ("auto" if args.backend == "auto" else "cpu"), device_id=args.device_id, fp16=args.fp16,
                        scene_reset=scene_reset, mem_every=cfg.mem_every,
                        max_mid_term_frames=cfg.max_mid_term_frames, min_mid_term_frames=cfg.min_mid_term_frames,
                        num_prototypes=cfg.num_prototypes, max_long_term_elements=cfg.max_long_term_elements,

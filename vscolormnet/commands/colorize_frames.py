@@ -33,7 +33,8 @@ def memory_config(args) -> MemoryConfig:
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     """--backend/--device/--device-id/--fp16, shared by the commands."""
     p.add_argument("--backend", default="torch", choices=("torch", "ort", "trt", "auto"))
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--device", default=None, choices=("cpu", "cuda", "auto"),
+                   help="default: cpu, except that --backend auto considers every device")
     p.add_argument("--device-id", type=int, default=0)
     p.add_argument("--fp16", action="store_true", help="half precision (GPU)")
 
@@ -56,7 +57,8 @@ def run(args) -> int:  # noqa: D103
     from ..frames import colorize_frames
     res = colorize_frames(args.frames_dir, args.ref, args.weights, args.output,
                           first_frame_is_ref=args.first_frame_is_ref, config=memory_config(args),
-                          backend=args.backend, device=args.device, fp16=args.fp16, save_ab=args.save_ab)
+                          backend=args.backend, device=args.device, device_id=args.device_id, fp16=args.fp16,
+                          save_ab=args.save_ab)
     import sys
     print(f"colorize-frames: {len(res.ab_pred)} frames written to {args.output} "
           f"({res.seconds_per_frame:.3f} s/frame after the first)", file=sys.stderr)
