@@ -74,8 +74,9 @@ def test_parity_through_colorize(case, parity_checkpoint):
         lab = skcolor.rgb2lab(rgb)
         assert np.abs(lab[..., 0] - L).max() < 1e-3, "L is kept"
         got, exp = lab[..., 1:], 110 * expected[n].transpose(1, 2, 0)
+        chromatic = (exp * exp).sum(-1) > 1.0       # the scale is ill-defined near neutral
         scale = (got * exp).sum(-1) / np.maximum((exp * exp).sum(-1), 1e-9)
-        assert scale.max() <= 1.002
+        assert scale[chromatic].max() <= 1.002
         assert np.abs(got - scale[..., None] * exp).max() < 0.2, "hue must match the official ab"
 
 

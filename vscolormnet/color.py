@@ -35,8 +35,8 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return lab
 
 
-def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
-    """``…×3×H×W`` Lab → sRGB, clipped to [0, 1] as skimage's ``lab2rgb`` does (unless ``clip=False``)."""
+def _lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """``…×3×H×W`` Lab → linear sRGB (not clipped), skimage's formulas."""
     L, a, b = lab.unbind(-3)
     fy = (L + 16.0) / 116.0
     fx = a / 500.0 + fy
@@ -44,31 +44,41 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
     f = torch.stack([fx, fy, fz], -3)
     xyz = torch.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787)
     xyz = xyz * WHITE_D65.to(lab.device, lab.dtype).view(3, 1, 1)
-    m = RGB_FROM_XYZ.to(lab.device, lab.dtype)
-    lin = torch.einsum("ij,...jhw->...ihw", m, xyz)
-    rgb = torch.where(lin > 0.0031308, 1.055 * torch.pow(lin.clamp_min(0), 1 / 2.4) - 0.055, lin * 12.92)
+    return torch.einsum("ij,...jhw->...ihw", RGB_FROM_XYZ.to(lab.device, lab.dtype), xyz)
+
+
+def _gamma(lin: torch.Tensor) -> torch.Tensor:
+    return torch.where(lin > 0.0031308, 1.055 * torch.pow(lin.clamp_min(0), 1 / 2.4) - 0.055, lin * 12.92)
+
+
+def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """``…×3×H×W`` Lab → sRGB, clipped to [0, 1] as skimage's ``lab2rgb`` does (unless ``clip=False``)."""
+    rgb = _gamma(_lab_to_linear_rgb(lab))
     return rgb.clamp(0, 1) if clip else rgb
 
 
-def lab_to_rgb_keep_lightness(lab: torch.Tensor, steps: int = 12) -> torch.Tensor:
+def lab_to_rgb_keep_lightness(lab: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """``3×H×W`` Lab → sRGB in [0, 1], reducing the chroma of out-of-gamut pixels (same hue)
-    instead of clipping RGB, so that every pixel keeps its L. Bisection on the ab scale."""
+    instead of clipping RGB, so that every pixel keeps its L.
+
+    Bisection on the ab scale of the out-of-gamut pixels only, tested in linear RGB (the
+    gamma curve is monotonic, so the gamut is the same unit cube there).
+    """
     eps = 1e-6
-    rgb = lab_to_rgb(lab, clip=False)
-    bad = ((rgb < -eps) | (rgb > 1 + eps)).any(0)
-    if not bool(bad.any()):
-        return rgb.clamp(0, 1)
-    sub = lab[:, bad].unsqueeze(-1)                      # 3×K×1
-    lo = torch.zeros_like(sub[:1])
-    hi = torch.ones_like(sub[:1])
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        trial = lab_to_rgb(torch.cat([sub[:1], sub[1:] * mid], 0), clip=False)
-        ok = ((trial >= -eps) & (trial <= 1 + eps)).all(0, keepdim=True)
-        lo = torch.where(ok, mid, lo)
-        hi = torch.where(ok, hi, mid)
-    rgb[:, bad] = lab_to_rgb(torch.cat([sub[:1], sub[1:] * lo], 0), clip=False).squeeze(-1)
-    return rgb.clamp(0, 1)
+    lin = _lab_to_linear_rgb(lab)
+    bad = ((lin < -eps) | (lin > 1 + eps)).any(0)
+    if bool(bad.any()):
+        sub = lab[:, bad].unsqueeze(-1)                      # 3×K×1
+        lo = torch.zeros_like(sub[:1])
+        hi = torch.ones_like(sub[:1])
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            trial = _lab_to_linear_rgb(torch.cat([sub[:1], sub[1:] * mid], 0))
+            ok = ((trial >= -eps) & (trial <= 1 + eps)).all(0, keepdim=True)
+            lo = torch.where(ok, mid, lo)
+            hi = torch.where(ok, hi, mid)
+        lin[:, bad] = _lab_to_linear_rgb(torch.cat([sub[:1], sub[1:] * lo], 0)).squeeze(-1)
+    return _gamma(lin.clamp(0, 1)).clamp(0, 1)
 
 
 def normalise_l(L: torch.Tensor) -> torch.Tensor:

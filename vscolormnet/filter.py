@@ -348,7 +348,7 @@ class _Engine:
         if (g.inf_width, g.inf_height) != (g.width, g.height):
             ab = F.interpolate(ab[None], size=(g.height, g.width), mode="bilinear", align_corners=False)[0]
         L = _lab(_frame_to_tensor(full).to(self.device))[0]
-        lab = torch.cat([L[None].double(), color.denormalise_ab(ab).double()], 0)
+        lab = torch.cat([L[None], color.denormalise_ab(ab)], 0)
         rgb = color.lab_to_rgb_keep_lightness(lab).float().cpu().numpy()
         out = full.copy()
         for p in range(3):
