@@ -81,3 +81,38 @@ class Backend:
 
     def close(self) -> None:
         """Release device resources."""
+
+
+class GraphBackend(Backend):
+    """A backend that runs one static graph per stage (ONNX Runtime, TensorRT).
+
+    Subclasses set ``padded_hw`` and implement ``_run(stage, *inputs)``, returning one tensor or
+    a tuple in the stage's output order.
+    """
+
+    padded_hw: tuple[int, int] = (0, 0)
+
+    def _run(self, stage: str, *inputs):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def encode_key(self, image):  # noqa: D102
+        return self._run("encode_key", image)
+
+    def encode_value(self, image, f16, ab):  # noqa: D102
+        return self._run("encode_value", image, f16, ab)
+
+    def encode_value_deep(self, image, f16, ab, hidden):  # noqa: D102
+        return self._run("encode_value_deep", image, f16, ab, hidden)
+
+    def short_term_attention(self, key, prev_key, prev_value):  # noqa: D102
+        return self._run("short_term_attention", key, prev_key, prev_value)
+
+    def decode(self, f16, f8, f4, readout, hidden):  # noqa: D102
+        return self._run("decode", f16, f8, f4, readout, hidden)
+
+    def decode_update(self, f16, f8, f4, readout, hidden):  # noqa: D102
+        return self._run("decode_update", f16, f8, f4, readout, hidden)
+
+    def describe(self) -> str:  # noqa: D102
+        hp, wp = self.padded_hw
+        return f"{self.name} on {self.device} ({'fp16' if self.fp16 else 'fp32'}, {wp}x{hp})"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import STAGES, Backend
+from .base import STAGES, GraphBackend
 
 log = logging.getLogger("vscolormnet")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -66,7 +66,7 @@ class _Stage:
         self.output_shapes = tuple(tuple(o.shape) for o in session.get_outputs())
 
 
-class OrtBackend(Backend):
+class OrtBackend(GraphBackend):
     """Runs the six stage graphs in ONNX Runtime for one padded size; float32 torch tensors in and out.
 
     weights:    checkpoint path (its sha256 keys the ONNX cache).
@@ -152,28 +152,6 @@ class OrtBackend(Backend):
             binding.bind_output(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
         st.session.run_with_iobinding(binding)
         return outs
-
-    def encode_key(self, image):  # noqa: D102
-        return self._run("encode_key", image)
-
-    def encode_value(self, image, f16, ab):  # noqa: D102
-        return self._run("encode_value", image, f16, ab)
-
-    def encode_value_deep(self, image, f16, ab, hidden):  # noqa: D102
-        return self._run("encode_value_deep", image, f16, ab, hidden)
-
-    def short_term_attention(self, key, prev_key, prev_value):  # noqa: D102
-        return self._run("short_term_attention", key, prev_key, prev_value)
-
-    def decode(self, f16, f8, f4, readout, hidden):  # noqa: D102
-        return self._run("decode", f16, f8, f4, readout, hidden)
-
-    def decode_update(self, f16, f8, f4, readout, hidden):  # noqa: D102
-        return self._run("decode_update", f16, f8, f4, readout, hidden)
-
-    def describe(self) -> str:  # noqa: D102
-        hp, wp = self.padded_hw
-        return f"ort on {self.device} ({'fp16' if self.fp16 else 'fp32'}, {wp}x{hp})"
 
     def close(self) -> None:  # noqa: D102
         self._stages = {}

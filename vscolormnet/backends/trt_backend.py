@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import STAGES, Backend
+from .base import STAGES, GraphBackend
 from .engine_cache import EngineCache, EngineKey, atomic_write, file_sha256, stdout_to_stderr
 
 log = logging.getLogger("vscolormnet")
@@ -135,7 +135,7 @@ class _Stage:
             (self.inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(name)
 
 
-class TrtBackend(Backend):
+class TrtBackend(GraphBackend):
     """Runs the six stage engines on one GPU for one padded size; float32 torch CUDA tensors in and out.
 
     weights:    checkpoint path.
@@ -241,28 +241,6 @@ class TrtBackend(Backend):
         if not st.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f"TensorRT execution of {stage} failed")
         return outs[0] if len(outs) == 1 else outs
-
-    def encode_key(self, image):  # noqa: D102
-        return self._run("encode_key", image)
-
-    def encode_value(self, image, f16, ab):  # noqa: D102
-        return self._run("encode_value", image, f16, ab)
-
-    def encode_value_deep(self, image, f16, ab, hidden):  # noqa: D102
-        return self._run("encode_value_deep", image, f16, ab, hidden)
-
-    def short_term_attention(self, key, prev_key, prev_value):  # noqa: D102
-        return self._run("short_term_attention", key, prev_key, prev_value)
-
-    def decode(self, f16, f8, f4, readout, hidden):  # noqa: D102
-        return self._run("decode", f16, f8, f4, readout, hidden)
-
-    def decode_update(self, f16, f8, f4, readout, hidden):  # noqa: D102
-        return self._run("decode_update", f16, f8, f4, readout, hidden)
-
-    def describe(self) -> str:  # noqa: D102
-        hp, wp = self.padded_hw
-        return f"trt on {self.device} ({'fp16' if self.fp16 else 'fp32'}, {wp}x{hp})"
 
     def close(self) -> None:  # noqa: D102
         self._stages = {}
