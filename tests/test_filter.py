@@ -208,5 +208,7 @@ def test_ort_backend_matches_torch_in_the_filter(ref_png, parity_checkpoint, tmp
     b = _colorize(clip, ref_png, parity_checkpoint, backend="ort")
     for n in range(3):
         diff = np.abs(np.stack(planes(a.get_frame(n))) - np.stack(planes(b.get_frame(n))))
-        # ab' agrees to ~1e-5; near the gamut boundary that moves sRGB by up to a few 1e-3
-        assert diff.max() < 5e-3 and diff.mean() < 1e-4, f"frame {n}: {diff.max()}, {diff.mean()}"
+        # ab' agrees to ~1e-5; at a few pixels on the gamut boundary the chroma bisection can
+        # take the other branch, which moves sRGB by up to ~1e-2 there.
+        assert np.quantile(diff, 0.999) < 1e-3 and diff.max() < 2e-2 and diff.mean() < 1e-4, \
+            f"frame {n}: {diff.max()}, {diff.mean()}"
