@@ -50,13 +50,13 @@ class PropagationState:
     last_mem_frame: int = 0
     next_frame: int = 0
     segment_start: bool = True
-    bank_keys: list = field(default_factory=list)
+    bank: list = field(default_factory=list)
 
     def clone(self) -> "PropagationState":
         """Snapshot; tensors replaced later are shared, tensors mutated in place are copied."""
         return PropagationState(self.memory.clone(), self.hidden, self.last_key, self.last_value,
                                 self.last_mem_frame, self.next_frame, self.segment_start,
-                                self.bank_keys)
+                                self.bank)
 
     def nbytes(self) -> int:
         """Approximate bytes held (memory stores dominate)."""
@@ -103,7 +103,7 @@ class Propagator:
                 value = self.backend.encode_value(ref.image, f16, ref.ab)
             memory.add_permanent(key, shrinkage, value, selection)
             bank.append((key, value))
-        state = PropagationState(memory=memory, bank_keys=bank)
+        state = PropagationState(memory=memory, bank=bank)
         state.last_key, state.last_value = bank[-1]
         return state
 
@@ -124,7 +124,7 @@ class Propagator:
         if scene_reset and t > 0:
             state.memory.clear_non_permanent()
             state.segment_start = True
-            state.last_key, state.last_value = state.bank_keys[-1]
+            state.last_key, state.last_value = state.bank[-1]
         ref_index = self.ref_at_frame.get(t)
         is_reference_frame = ref_index is not None
         is_segment_start = state.segment_start and not is_reference_frame
@@ -161,7 +161,7 @@ class Propagator:
                     value = be.encode_value(image, f16, ab)
             if is_reference_frame:
                 # Its (key, value) already sit in the permanent slot, computed identically.
-                value = state.bank_keys[ref_index][1]
+                value = state.bank[ref_index][1]
             else:
                 with tm.measure("memory_readout"):
                     state.memory.add(key, shrinkage, value, selection)
