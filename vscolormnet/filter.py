@@ -72,7 +72,7 @@ def _first_props(clip: vs.VideoNode) -> dict:
     return dict(clip.get_frame(0).props)
 
 
-def _matrix_for(clip: vs.VideoNode, props: dict) -> str:
+def matrix_for(clip: vs.VideoNode, props: dict) -> str:
     """The clip's ``_Matrix`` as a resize name; unspecified → BT.601 (170m) for SD, BT.709 otherwise."""
     names = {1: "709", 5: "470bg", 6: "170m", 7: "240m", 9: "2020ncl", 10: "2020cl"}
     m = int(props.get("_Matrix", 2))
@@ -118,7 +118,7 @@ def _load_ref_images(ref, geometry: Geometry) -> list[np.ndarray]:
             fmt = "variable" if ref.format is None else ref.format.name
             raise _err(f"ref must be a colour clip (RGB or YUV) or image paths, got {fmt}")
         props = _first_props(ref)
-        rgb = _to_rgbs(ref, _matrix_for(ref, props), _range_for(ref, props))
+        rgb = _to_rgbs(ref, matrix_for(ref, props), _range_for(ref, props))
         if (ref.width, ref.height) != (geometry.inf_width, geometry.inf_height):
             rgb = core.resize.Bicubic(rgb, geometry.inf_width, geometry.inf_height)
         images = [_frame_to_tensor(f).permute(1, 2, 0).numpy() for f in rgb.frames()]
@@ -254,7 +254,7 @@ def Colorize(clip: vs.VideoNode, ref, ref_frames=None, size=DEFAULT_SIZE, weight
 
     # -- formats: full-size RGB for the output's lightness, inference-size RGB for the network
     props = _first_props(clip)
-    matrix, rng = _matrix_for(clip, props), _range_for(clip, props)
+    matrix, rng = matrix_for(clip, props), _range_for(clip, props)
     rgb_full = _to_rgbs(clip, matrix, rng)
     rgb_small = rgb_full
     if (geometry.inf_width, geometry.inf_height) != (clip.width, clip.height):

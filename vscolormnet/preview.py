@@ -7,14 +7,11 @@ import numpy as np
 import vapoursynth as vs
 from PIL import Image
 
+from .scenes import rgb_array, to_rgb24
+
 
 def _rgb24(clip: vs.VideoNode, n: int) -> np.ndarray:
-    kwargs = {"matrix_in_s": "709"} if clip.format.color_family == vs.YUV else {}
-    if clip.format.color_family == vs.GRAY:
-        clip = vs.core.std.ShufflePlanes(clip, [0, 0, 0], vs.RGB)
-        kwargs = {}
-    frame = vs.core.resize.Bicubic(clip, format=vs.RGB24, **kwargs).get_frame(n)
-    return np.stack([np.asarray(frame[p]) for p in range(3)], -1)
+    return rgb_array(to_rgb24(clip).get_frame(n))
 
 
 def side_by_side(source: vs.VideoNode, result: vs.VideoNode, ref, path: str, n: int | None = None) -> None:

@@ -64,19 +64,8 @@ def open_video(path: str | os.PathLike, param: str = "INPUT"):
     return clip
 
 
-def _matrix_for(clip) -> int:
-    """The YUV matrix to use: the ``_Matrix`` frame property, or BT.709/BT.601 by height."""
-    try:
-        m = int(clip.get_frame(0).props.get("_Matrix", 2))
-    except Exception:
-        m = 2
-    if m in (0, 2, 3) or m > 14:  # RGB, unspecified, reserved
-        m = 1 if clip.height > 576 else 6
-    return m
-
-
 def to_rgb24(clip):
-    """Any clip → RGB24 (full range). YUV uses the clip's matrix (fallback BT.709 > 576 lines, else 601)."""
+    """Any clip → RGB24 (full range). YUV uses the clip's matrix, with Colorize's default when unspecified."""
     import vapoursynth as vs
     core = vs_core()
     fam = clip.format.color_family
@@ -85,7 +74,8 @@ def to_rgb24(clip):
     if fam == vs.GRAY:
         g = to_gray8(clip)
         return core.std.ShufflePlanes([g, g, g], [0, 0, 0], vs.RGB)
-    return core.resize.Bicubic(clip, format=vs.RGB24, matrix_in=_matrix_for(clip))
+    from .filter import matrix_for
+    return core.resize.Bicubic(clip, format=vs.RGB24, matrix_in_s=matrix_for(clip, dict(clip.get_frame(0).props)))
 
 
 def to_gray8(clip):
