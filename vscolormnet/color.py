@@ -1,5 +1,6 @@
 """Colour handling: sRGB ↔ CIE Lab exactly as scikit-image does it (D65, 2°), the network's
-normalisation, and padding to multiples of 112.
+normalisation, padding to multiples of 112, and every conversion between images and the
+network's inputs/outputs (``network_image``, ``network_ab``, ``compose_rgb``).
 
 Everything works on torch tensors of any device so the GPU path never round-trips
 through host memory. float64 is used for the conversions on CPU by default, as skimage
@@ -11,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model.network import PAD_MULTIPLE
+from .geometry import padded_size
+from .stages import PAD_MULTIPLE
 
 # sRGB (linear) → XYZ, D65, and its inverse (skimage.color.colorconv.xyz_from_rgb).
 XYZ_FROM_RGB = torch.tensor([[0.412453, 0.357580, 0.180423],
@@ -96,11 +98,6 @@ def denormalise_ab(ab: torch.Tensor) -> torch.Tensor:
     return ab * AB_STD
 
 
-def padded_size(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
-    """Smallest ``(Hp, Wp)`` ≥ ``(h, w)`` that are multiples of ``multiple``."""
-    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
-
-
 def pad_amounts(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int, int, int]:
     """``(left, right, top, bottom)`` zero padding; the extra pixel goes right/bottom."""
     hp, wp = padded_size(h, w, multiple)
@@ -135,3 +132,57 @@ def resize_rgb_like_pil(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray
     if (img.shape[1], img.shape[0]) == tuple(size_wh):
         return img
     return np.asarray(Image.fromarray(img).resize(tuple(size_wh), Image.BILINEAR))
+
+
+# ---- network inputs and outputs ---------------------------------------------------------
+def lab_float32(rgb_u8: np.ndarray, device="cpu") -> torch.Tensor:
+    """``H×W×3`` uint8 → ``3×H×W`` Lab float32, converted in float64 like skimage on uint8 input."""
+    return rgb_to_lab(uint8_to_unit(rgb_u8).to(device)).float()
+
+
+def lab_from_unit_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """``3×H×W`` RGB in [0, 1] (any float dtype) → Lab float32, computed in float64 like skimage."""
+    return rgb_to_lab(rgb.double().clamp(0, 1)).float()
+
+
+def network_image(L: torch.Tensor) -> torch.Tensor:
+    """L ``H×W`` (0…100) → padded ``1×3×Hp×Wp`` L' ×3 (padding is L' = 0)."""
+    return pad(normalise_l(L)).expand(3, -1, -1).unsqueeze(0).contiguous()
+
+
+def network_ab(ab: torch.Tensor) -> torch.Tensor:
+    """Lab ab ``2×H×W`` → padded ``1×2×Hp×Wp`` ab'."""
+    return pad(normalise_ab(ab)).unsqueeze(0).contiguous()
+
+
+def compose_rgb(L: torch.Tensor, ab_norm: torch.Tensor) -> np.ndarray:
+    """Own L (``H×W``) + predicted ab' (``2×H×W``) → ``H×W×3`` uint8, truncated like the official code."""
+    lab = torch.cat([L.unsqueeze(0), denormalise_ab(ab_norm)], 0)
+    return unit_to_uint8(lab_to_rgb(lab.double()))
+
+
+def compose_keep_lightness(L: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
+    """Own L (``H×W``) + ab' (``2×H×W``, same size) → ``3×H×W`` float32 RGB in [0, 1] with every
+    pixel's L kept (out-of-gamut chroma reduced at constant hue): what ``Colorize`` outputs."""
+    lab = torch.cat([L[None], denormalise_ab(ab_norm)], 0)
+    return lab_to_rgb_keep_lightness(lab).float()
+
+
+def synthetic_rgb(height: int, width: int, t: int = 0, seed: int = 0) -> np.ndarray:
+    """A deterministic picture-like ``H×W×3`` uint8 image: colour gradients, soft discs that move
+    with ``t``, and mild noise. Used when no real image is given, and by ``bench``."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y /= max(height - 1, 1)
+    x /= max(width - 1, 1)
+    img = np.stack([0.2 + 0.6 * x, 0.3 + 0.4 * y, 0.8 - 0.5 * x * y], -1)
+    for _ in range(6):
+        cy, cx = rng.uniform(0.1, 0.9, 2)
+        vy, vx = rng.uniform(-0.01, 0.01, 2)
+        r = rng.uniform(0.05, 0.25)
+        colour = rng.uniform(0, 1, 3)
+        d2 = (y - cy - vy * t) ** 2 + (x - cx - vx * t) ** 2
+        alpha = np.clip(1.5 - np.sqrt(d2) / r, 0, 1)[..., None]
+        img = img * (1 - alpha) + colour * alpha
+    img = img + rng.normal(0, 0.02, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)

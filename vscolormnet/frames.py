@@ -12,56 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import color
+from .color import compose_rgb, lab_float32, network_ab, network_image
+from .images import list_images, read_rgb
 from .backends import create_backend
 from .backends.base import StageTimes
 from .config import MemoryConfig
 from .core import Propagator, Reference
 
 log = logging.getLogger("vscolormnet")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def list_frames(folder: str | Path) -> list[Path]:
-    """``*.png|*.jpg`` in ``folder``, sorted by name; hidden files skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"frames folder {folder} does not exist")
-    frames = sorted(p for p in folder.iterdir()
-                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if not frames:
-        raise ValueError(f"frames folder {folder} holds no .png or .jpg files")
-    return frames
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """``H×W×3`` uint8 (a grey image becomes R=G=B)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def lab_float32(rgb_u8: np.ndarray, device="cpu") -> torch.Tensor:
-    """``3×H×W`` Lab as float32, converted in float64 like skimage on uint8 input."""
-    return color.rgb_to_lab(color.uint8_to_unit(rgb_u8).to(device)).float()
-
-
-def network_image(L: torch.Tensor) -> torch.Tensor:
-    """L ``H×W`` (0…100) → padded ``1×3×Hp×Wp`` L' ×3 (padding is L' = 0)."""
-    return color.pad(color.normalise_l(L)).expand(3, -1, -1).unsqueeze(0).contiguous()
-
-
-def network_ab(ab: torch.Tensor) -> torch.Tensor:
-    """Lab ab ``2×H×W`` → padded ``1×2×Hp×Wp`` ab'."""
-    return color.pad(color.normalise_ab(ab)).unsqueeze(0).contiguous()
-
-
-def compose_rgb(L: torch.Tensor, ab_norm: torch.Tensor) -> np.ndarray:
-    """Own L (``H×W``) + predicted ab' (``2×H×W``) → ``H×W×3`` uint8, truncated like the official code."""
-    lab = torch.cat([L.unsqueeze(0), color.denormalise_ab(ab_norm)], 0)
-    return color.unit_to_uint8(color.lab_to_rgb(lab.double()))
+    """``*.png|*.jpg|…`` in ``folder``, sorted by name; hidden files skipped."""
+    return list_images(folder, "frames folder")
 
 
 @dataclass

@@ -308,9 +308,9 @@ def _folder_clip(name: str, pred_dir: Path, gt_dir: Path) -> ClipSource:
 
 
 def _video_clip(pred_path: Path, gt_path: Path) -> ClipSource:
-    from . import scenes
-    pred = scenes.to_rgb24(scenes.open_video(pred_path, "--pred"))
-    gt = scenes.to_rgb24(scenes.open_video(gt_path, "--gt"))
+    from . import vsformat
+    pred = vsformat.to_rgb24(vsformat.open_video(pred_path, "--pred"))
+    gt = vsformat.to_rgb24(vsformat.open_video(gt_path, "--gt"))
     if pred.num_frames != gt.num_frames:
         raise ValueError(f"--pred {pred_path} has {pred.num_frames} frames, --gt {gt_path} has {gt.num_frames}")
     if (pred.width, pred.height) != (gt.width, gt.height):
@@ -319,7 +319,7 @@ def _video_clip(pred_path: Path, gt_path: Path) -> ClipSource:
 
     def gen():
         for n, (fp, fg) in enumerate(zip(pred.frames(), gt.frames())):
-            yield f"{n:06d}", scenes.rgb_array(fp), scenes.rgb_array(fg)
+            yield f"{n:06d}", vsformat.rgb_array(fp), vsformat.rgb_array(fg)
     return ClipSource(gt_path.stem, gt.num_frames, gen)
 
 

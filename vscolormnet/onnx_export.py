@@ -69,13 +69,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends.base import STAGES
+from .color import synthetic_rgb  # noqa: F401  (re-exported for the checks)
+from .stages import INPUTS, OUTPUTS, STAGES, tensor_shapes, validate_padded_hw  # noqa: F401
 from .backends.engine_cache import (atomic_write, choose_writable_dir, file_sha256, stdout_to_stderr,
                                     temp_cache_dir, user_cache_dir)
 from .model import ColorMNet
 from .model.blocks import LayerNorm2d
 from .model.dinov2 import PATCH
-from .model.network import HIDDEN_DIM, KEY_DIM, NUM_OBJECTS, PAD_MULTIPLE, STRIDE, VALUE_DIM
 
 log = logging.getLogger("vscolormnet")
 
@@ -90,23 +90,6 @@ FP32_TOLERANCE = 1e-4             # max |Δ| / max(1, max |ref|) against PyTorch
 FP16_TOLERANCE = 0.02
 ENV_ONNX_DIR = "VSCOLORMNET_ONNX_DIR"
 
-INPUTS = {
-    "encode_key": ("image",),
-    "encode_value": ("image", "f16", "ab"),
-    "encode_value_deep": ("image", "f16", "ab", "hidden"),
-    "short_term_attention": ("key", "prev_key", "prev_value"),
-    "decode": ("f16", "f8", "f4", "readout", "hidden"),
-    "decode_update": ("f16", "f8", "f4", "readout", "hidden"),
-}
-OUTPUTS = {
-    "encode_key": ("key", "shrinkage", "selection", "f16", "f8", "f4"),
-    "encode_value": ("value",),
-    "encode_value_deep": ("value", "hidden_out"),
-    "short_term_attention": ("attention",),
-    "decode": ("ab",),
-    "decode_update": ("ab", "hidden_out"),
-}
-
 # fp16: operator types kept fp32 everywhere, and module scopes whose own nodes stay fp32.
 FP16_KEEP_OPS = ("LayerNormalization", "Softmax", "ReduceL2", "ReduceMean", "ReduceSum", "Exp", "Pow", "Sqrt",
                  "Reciprocal")
@@ -116,33 +99,6 @@ FP16_KEEP_SUBTREES = ("/key_proj/",)                              # all nodes be
 
 class ExportCheckError(RuntimeError):
     """An exported graph disagrees with PyTorch beyond the tolerance; nothing was written."""
-
-
-def tensor_shapes(padded_hw: tuple[int, int]) -> dict[str, tuple[int, ...]]:
-    """Shape of every named graph input and output for one padded size."""
-    hp, wp = padded_hw
-    h, w = hp // STRIDE, wp // STRIDE
-    value = (1, NUM_OBJECTS, VALUE_DIM, h, w)
-    hidden = (1, NUM_OBJECTS, HIDDEN_DIM, h, w)
-    return {
-        "image": (1, 3, hp, wp), "ab": (1, 2, hp, wp),
-        "key": (1, KEY_DIM, h, w), "prev_key": (1, KEY_DIM, h, w), "shrinkage": (1, 1, h, w),
-        "selection": (1, KEY_DIM, h, w),
-        "f16": (1, 1024, h, w), "f8": (1, 512, 2 * h, 2 * w), "f4": (1, 256, 4 * h, 4 * w),
-        "value": value, "prev_value": value, "readout": value, "attention": value,
-        "hidden": hidden, "hidden_out": hidden,
-    }
-
-
-def validate_padded_hw(padded_hw) -> tuple[int, int]:
-    """``(Hp, Wp)`` as ints, both positive multiples of 112."""
-    try:
-        hp, wp = (int(v) for v in padded_hw)
-    except (TypeError, ValueError):
-        raise ValueError(f"padded_hw must be (Hp, Wp), got {padded_hw!r}") from None
-    if hp <= 0 or wp <= 0 or hp % PAD_MULTIPLE or wp % PAD_MULTIPLE:
-        raise ValueError(f"padded size must be positive multiples of {PAD_MULTIPLE}, got {hp}x{wp} (HxW)")
-    return hp, wp
 
 
 class StageModule(nn.Module):
@@ -357,26 +313,6 @@ def topological_sort(model) -> None:
 
 
 # ---- inputs for the checks -------------------------------------------------------------------
-def synthetic_rgb(height: int, width: int, t: int = 0, seed: int = 0) -> np.ndarray:
-    """A deterministic picture-like ``H×W×3`` uint8 image: colour gradients, soft discs that move
-    with ``t``, and mild noise. Used when no real image is given, and by ``bench``."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    y /= max(height - 1, 1)
-    x /= max(width - 1, 1)
-    img = np.stack([0.2 + 0.6 * x, 0.3 + 0.4 * y, 0.8 - 0.5 * x * y], -1)
-    for _ in range(6):
-        cy, cx = rng.uniform(0.1, 0.9, 2)
-        vy, vx = rng.uniform(-0.01, 0.01, 2)
-        r = rng.uniform(0.05, 0.25)
-        colour = rng.uniform(0, 1, 3)
-        d2 = (y - cy - vy * t) ** 2 + (x - cx - vx * t) ** 2
-        alpha = np.clip(1.5 - np.sqrt(d2) / r, 0, 1)[..., None]
-        img = img * (1 - alpha) + colour * alpha
-    img = img + rng.normal(0, 0.02, img.shape).astype(np.float32)
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
-
-
 def random_inputs(stage: str, padded_hw: tuple[int, int], seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Random float32 inputs with roughly the right ranges (image in [−1, 1], ab in ±0.5, features N(0, 1))."""
     gen = torch.Generator().manual_seed(seed)

@@ -7,7 +7,7 @@ import numpy as np
 import vapoursynth as vs
 from PIL import Image
 
-from .scenes import rgb_array, to_rgb24
+from .vsformat import rgb_array, to_rgb24
 
 
 def _rgb24(clip: vs.VideoNode, n: int) -> np.ndarray:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import scenes
+from . import scenes, vsformat
+from .images import GRAY_TOLERANCE, MIN_COLOUR_FRACTION, ImageError, is_colour, read_rgb  # noqa: F401
 
 log = logging.getLogger("vscolormnet")
 
@@ -36,8 +37,6 @@ INDEX_JSON = "refs.json"
 INDEX_CSV = "refs.csv"
 CUTS_TXT = "cuts.txt"
 REF_RE = re.compile(r"^ref_(\d+)\.(png|jpe?g|tiff?|webp|bmp)$", re.IGNORECASE)
-GRAY_TOLERANCE = 6         # max(R,G,B) - min(R,G,B) at or below this counts as gray
-MIN_COLOUR_FRACTION = 1e-3  # an image is coloured if more than this fraction of its pixels are not gray
 INDEX_VERSION = 1
 
 
@@ -45,30 +44,6 @@ def ref_name(frame: int, num_frames: int) -> str:
     """``ref_000123.png``: zero-padded to at least 6 digits so names sort in frame order."""
     width = max(6, len(str(max(num_frames - 1, 0))))
     return f"ref_{frame:0{width}d}.png"
-
-
-def is_colour(rgb: np.ndarray, tolerance: int = GRAY_TOLERANCE,
-              min_fraction: float = MIN_COLOUR_FRACTION) -> bool:
-    """True if more than ``min_fraction`` of the pixels have max(R,G,B) - min(R,G,B) > ``tolerance``.
-
-    The tolerance absorbs the ±1-3 channel noise that JPEG or colour management add to a gray
-    image; the fraction lets a user colour only part of a frame.
-    """
-    if rgb.ndim != 3 or rgb.shape[2] < 3:
-        return False
-    c = rgb[..., :3].astype(np.int16)
-    spread = c.max(axis=2) - c.min(axis=2)
-    return bool((spread > tolerance).mean() > min_fraction)
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB (gray images are expanded, alpha is dropped)."""
-    with Image.open(path) as im:
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float64)
-            arr = np.clip(arr / (257.0 if arr.max() > 255 else 1.0), 0, 255).round().astype(np.uint8)
-            return np.repeat(arr[..., None], 3, axis=2)
-        return np.array(im.convert("RGB"), dtype=np.uint8)
 
 
 @dataclass
@@ -111,7 +86,7 @@ def extract_references(video: str | os.PathLike, folder: str | os.PathLike, *,
         raise ValueError(f"--pick must be sharpest, middle or first, got {pick!r}")
     if min_shot_length < 1:
         raise ValueError(f"--min-shot-length must be >= 1 frame, got {min_shot_length}")
-    clip = scenes.open_video(video, "INPUT_VIDEO")
+    clip = vsformat.open_video(video, "INPUT_VIDEO")
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"-o {folder} exists and is not a folder")
@@ -133,12 +108,12 @@ def extract_references(video: str | os.PathLike, folder: str | os.PathLike, *,
     if dropped:
         log.info("refs: dropped %d detected cut(s) that would make shots shorter than %d frames: %s",
                  len(dropped), min_shot_length, ", ".join(map(str, dropped[:10])))
-    gray = scenes.to_gray8(clip)
+    gray = vsformat.to_gray8(clip)
     shots = []
     for i, shot in enumerate(scenes.shots_from_cuts(cuts, n)):
         frame = scenes.pick_frame(shot, scan.sharpness, pick)
         name = ref_name(frame, n)
-        g = scenes.plane_array(gray.get_frame(frame), 0)
+        g = vsformat.plane_array(gray.get_frame(frame), 0)
         Image.fromarray(np.repeat(g[..., None], 3, axis=2), "RGB").save(folder / name, optimize=False)
         shots.append({"shot": i, "start": shot.start, "length": shot.length, "end": shot.end,
                       "start_timecode": scenes.timecode(scan.times[shot.start]),

@@ -23,82 +23,17 @@ against ``thresh`` (8-bit scale, default 15) and marks the first frame of a new 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
+
+from . import vsformat
 
 DETECTOR = "scd.Detect (vapoursynth-scenechange)"
 DEFAULT_THRESHOLD = 15
 DEFAULT_MIN_SHOT_LENGTH = 5
 INSTALL_HINT = "pip install vapoursynth-scenechange==0.5.1 (it is in requirements.txt)"
-
-
-def vs_core():
-    """The VapourSynth core, with a clear error if VapourSynth or bestsource is missing."""
-    try:
-        import vapoursynth as vs
-    except ImportError as e:  # pragma: no cover - vapoursynth is a requirement
-        raise ValueError(f"VapourSynth is not installed ({e}); it is needed to read videos") from None
-    return vs.core
-
-
-def open_video(path: str | os.PathLike, param: str = "INPUT"):
-    """Open a video file with bestsource without writing an index cache (``cachemode=0``)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{param} {path} is not a file")
-    core = vs_core()
-    if not hasattr(core, "bs"):
-        raise ValueError("the bestsource VapourSynth plugin (core.bs) is missing: "
-                         "pip install vapoursynth-bestsource")
-    try:
-        clip = core.bs.VideoSource(str(path), cachemode=0)
-    except Exception as e:  # vapoursynth.Error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{param} {path} cannot be read as a video: {first}") from None
-    if clip.format is None or clip.width == 0 or clip.height == 0:
-        raise ValueError(f"{param} {path} has a variable format or size, which is not supported")
-    return clip
-
-
-def to_rgb24(clip):
-    """Any clip → RGB24 (full range). YUV uses the clip's matrix, with Colorize's default when unspecified."""
-    import vapoursynth as vs
-    core = vs_core()
-    fam = clip.format.color_family
-    if fam == vs.RGB:
-        return clip if clip.format.id == vs.RGB24 else core.resize.Point(clip, format=vs.RGB24)
-    if fam == vs.GRAY:
-        g = to_gray8(clip)
-        return core.std.ShufflePlanes([g, g, g], [0, 0, 0], vs.RGB)
-    from .filter import matrix_for
-    return core.resize.Bicubic(clip, format=vs.RGB24, matrix_in_s=matrix_for(clip, dict(clip.get_frame(0).props)))
-
-
-def to_gray8(clip):
-    """Any clip → GRAY8 full range luma (the Y plane for YUV, BT.709 luma for RGB)."""
-    import vapoursynth as vs
-    core = vs_core()
-    fam = clip.format.color_family
-    if fam == vs.YUV:
-        clip = core.std.ShufflePlanes(clip, 0, vs.GRAY)
-        return core.resize.Point(clip, format=vs.GRAY8, range_s="full")
-    if fam == vs.GRAY:
-        return core.resize.Point(clip, format=vs.GRAY8, range_s="full")
-    return core.resize.Point(clip, format=vs.GRAY8, matrix_s="709", range_s="full")
-
-
-def plane_array(frame, plane: int = 0) -> np.ndarray:
-    """A copy of one plane of a VapourSynth frame as an H×W numpy array."""
-    return np.array(frame[plane], copy=True)
-
-
-def rgb_array(frame) -> np.ndarray:
-    """A copy of an RGB24 VapourSynth frame as an H×W×3 uint8 array."""
-    return np.stack([np.asarray(frame[p]) for p in range(3)], axis=-1)
 
 
 def frame_duration(frame, fps: Fraction | None) -> Fraction:
@@ -131,10 +66,10 @@ def detector_clip(clip, threshold: float = DEFAULT_THRESHOLD):
     """GRAY8 luma of ``clip`` with ``_SceneChangePrev`` set by ``scd.Detect``."""
     if not 1 <= threshold <= 254:
         raise ValueError(f"--threshold must be within 1..254 (mean luma difference, 8-bit), got {threshold}")
-    core = vs_core()
+    core = vsformat.core
     if not hasattr(core, "scd"):
         raise ValueError(f"the scene-change detector plugin (core.scd) is missing: {INSTALL_HINT}")
-    return core.scd.Detect(to_gray8(clip), thresh=int(round(threshold)))
+    return core.scd.Detect(vsformat.to_gray8(clip), thresh=int(round(threshold)))
 
 
 def enforce_min_shot_length(cuts: list[int], num_frames: int, min_shot_length: int) -> list[int]:
@@ -202,7 +137,7 @@ def scan(clip, threshold: float = DEFAULT_THRESHOLD, progress=None, measure_shar
     fps = Fraction(clip.fps.numerator, clip.fps.denominator) if clip.fps.numerator else None
     if det.width > SHARPNESS_WIDTH:
         h = max(2, round(det.height * SHARPNESS_WIDTH / det.width / 2) * 2)
-        det = vs_core().resize.Bilinear(det, SHARPNESS_WIDTH, h)
+        det = vsformat.core.resize.Bilinear(det, SHARPNESS_WIDTH, h)
     raw, sharp, times = [], np.zeros(det.num_frames, np.float64), []
     t = Fraction(0)
     for n, f in enumerate(det.frames()):

@@ -19,22 +19,21 @@ module is fully testable without TensorRT (``tests/test_engine_cache.py`` uses f
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, TypeVar
+
+from ..fileutil import (atomic_write, choose_writable_dir, file_lock, file_sha256, is_writable_dir,  # noqa: F401
+                        stdout_to_stderr, temp_cache_dir, user_cache_dir)
 
 log = logging.getLogger("vscolormnet")
 T = TypeVar("T")
 
 ENV_ENGINE_DIR = "VSCOLORMNET_ENGINE_DIR"
 MIN_ENGINE_BYTES = 1024          # a serialized engine of any of our graphs is megabytes; 1 KiB is "sane"
-_HASH_MEMO: dict[tuple, str] = {}
 
 
 def sanitize(text: str, max_len: int = 48) -> str:
@@ -42,118 +41,6 @@ def sanitize(text: str, max_len: int = 48) -> str:
     ``"NVIDIA-H100-80GB-HBM3"``)."""
     out = re.sub(r"[^A-Za-z0-9._]+", "-", str(text)).strip("-.")
     return out[:max_len] or "unknown"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (memoised on path, size and mtime)."""
-    st = os.stat(path)
-    memo_key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        _HASH_MEMO[memo_key] = h.hexdigest()
-    return _HASH_MEMO[memo_key]
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | bytearray | memoryview | Callable[[IO[bytes]], None]) -> Path:
-    """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` atomically.
-
-    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed
-    over ``path`` only when complete. On any exception (also KeyboardInterrupt) the temporary
-    file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def is_writable_dir(path: str | os.PathLike) -> bool:
-    """True if ``path`` exists or can be created and a file can be created in it (works as root too)."""
-    try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-        return True
-    except OSError:
-        return False
-
-
-def user_cache_dir(*parts: str) -> Path:
-    """``platformdirs.user_cache_dir('vscolormnet')/parts…`` (e.g. ``~/.cache/vscolormnet/trt``)."""
-    import platformdirs
-    return Path(platformdirs.user_cache_dir("vscolormnet", appauthor=False), *parts)
-
-
-def temp_cache_dir(*parts: str) -> Path:
-    """A per-user folder under the system temp folder: ``$TMPDIR/vscolormnet-<uid>/parts…``."""
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir(), f"vscolormnet-{uid}", *parts)
-
-
-def choose_writable_dir(preferred: str | os.PathLike | None, fallbacks: tuple[str | os.PathLike, ...],
-                        what: str = "cache") -> Path:
-    """The first writable folder of ``preferred, *fallbacks``; a warning names a skipped ``preferred``."""
-    candidates = ([Path(preferred).expanduser()] if preferred else []) + [Path(p).expanduser() for p in fallbacks]
-    for i, folder in enumerate(candidates):
-        if is_writable_dir(folder):
-            if i > 0 and preferred:
-                log.warning("%s folder %s is not writable; using %s instead", what, candidates[0], folder)
-            return folder
-    raise ValueError(f"no writable {what} folder: tried {', '.join(map(str, candidates))}")
-
-
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike):
-    """Exclusive advisory lock on ``path`` (created if needed); a no-op where ``fcntl`` is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Send everything written to stdout inside the block to stderr: ``sys.stdout`` and file descriptor 1
-    (native libraries that print must not touch stdout, which may carry frame data, e.g.
-    ``vspipe … - | ffmpeg``)."""
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            sys.__stdout__.flush()
-            saved = os.dup(1)
-        except (OSError, ValueError, AttributeError):  # no real fd 1 (embedded interpreters)
-            yield
-            return
-        try:
-            os.dup2(2, 1)
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                sys.__stdout__.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import STAGES, GraphBackend
+from ..stages import STAGES
+from .base import Backend
 
 log = logging.getLogger("vscolormnet")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -66,7 +67,7 @@ class _Stage:
         self.output_shapes = tuple(tuple(o.shape) for o in session.get_outputs())
 
 
-class OrtBackend(GraphBackend):
+class OrtBackend(Backend):
     """Runs the six stage graphs in ONNX Runtime for one padded size; float32 torch tensors in and out.
 
     weights:    checkpoint path (its sha256 keys the ONNX cache).

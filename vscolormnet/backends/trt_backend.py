@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import STAGES, GraphBackend
+from ..stages import STAGES
+from .base import Backend
 from .engine_cache import EngineCache, EngineKey, atomic_write, file_sha256, stdout_to_stderr
 
 log = logging.getLogger("vscolormnet")
@@ -135,7 +136,7 @@ class _Stage:
             (self.inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(name)
 
 
-class TrtBackend(GraphBackend):
+class TrtBackend(Backend):
     """Runs the six stage engines on one GPU for one padded size; float32 torch CUDA tensors in and out.
 
     weights:    checkpoint path.

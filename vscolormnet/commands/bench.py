@@ -73,8 +73,7 @@ def run_bench(*, backend: str = "torch", size_wh=(512, 288), frames: int = 12, d
     from ..backends.base import StageTimes
     from ..config import MemoryConfig
     from ..core import Propagator, Reference
-    from ..frames import compose_rgb, lab_float32, network_ab, network_image
-    from ..onnx_export import synthetic_rgb
+    from ..color import compose_rgb, lab_float32, network_ab, network_image, synthetic_rgb
 
     if frames < 2:
         raise ValueError(f"--frames must be at least 2 (the first frame is not timed), got {frames}")

@@ -8,7 +8,7 @@ HELP = "export the stage graphs to ONNX for one size (fp32/fp16), each checked a
 
 
 def add_arguments(p) -> None:  # noqa: D103
-    from ..backends.base import STAGES
+    from ..stages import STAGES
     p.add_argument("--size", required=True,
                    help="frame size: 384, 512, 640 (longest side, 16:9) or WxH; the graphs use the padded size")
     p.add_argument("--weights", default=None, metavar="CKPT", help="checkpoint (default: the downloaded one)")
@@ -35,7 +35,7 @@ def run(args) -> int:  # noqa: D103
     padded = color.padded_size(h, w)
     image = None
     if args.image:
-        from ..frames import read_rgb
+        from ..images import read_rgb
         image = read_rgb(args.image)
     precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
     paths = export_graphs(args.weights, padded, precisions=precisions, stages=tuple(args.stages),

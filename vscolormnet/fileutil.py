@@ -1,0 +1,146 @@
+"""Small file utilities shared by download, refs, the ONNX cache, the engine cache and the checkpoint builder.
+
+One home for: the SHA-256 of a file (memoised), atomic writes (temporary name in the same
+folder, renamed only when complete), advisory locks, a writable-folder fallback, the user
+cache folders, and a guard that keeps native libraries from printing to stdout (which may
+carry frame data: ``vspipe … - | ffmpeg``).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+log = logging.getLogger("vscolormnet")
+_HASH_MEMO: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (memoised on path, size and mtime)."""
+    st = os.stat(path)
+    memo_key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if memo_key not in _HASH_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _HASH_MEMO[memo_key] = h.hexdigest()
+    return _HASH_MEMO[memo_key]
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | bytearray | memoryview | Callable[[IO[bytes]], None]) -> Path:
+    """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` atomically.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed
+    over ``path`` only when complete. On any exception (also KeyboardInterrupt) the temporary
+    file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def is_writable_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` exists or can be created and a file can be created in it (works as root too)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """``platformdirs.user_cache_dir('vscolormnet')/parts…`` (e.g. ``~/.cache/vscolormnet/trt``)."""
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("vscolormnet", appauthor=False), *parts)
+
+
+def temp_cache_dir(*parts: str) -> Path:
+    """A per-user folder under the system temp folder: ``$TMPDIR/vscolormnet-<uid>/parts…``."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir(), f"vscolormnet-{uid}", *parts)
+
+
+def choose_writable_dir(preferred: str | os.PathLike | None, fallbacks: tuple[str | os.PathLike, ...],
+                        what: str = "cache") -> Path:
+    """The first writable folder of ``preferred, *fallbacks``; a warning names a skipped ``preferred``."""
+    candidates = ([Path(preferred).expanduser()] if preferred else []) + [Path(p).expanduser() for p in fallbacks]
+    for i, folder in enumerate(candidates):
+        if is_writable_dir(folder):
+            if i > 0 and preferred:
+                log.warning("%s folder %s is not writable; using %s instead", what, candidates[0], folder)
+            return folder
+    raise ValueError(f"no writable {what} folder: tried {', '.join(map(str, candidates))}")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike):
+    """Exclusive advisory lock on ``path`` (created if needed); a no-op where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send everything written to stdout inside the block to stderr: ``sys.stdout`` and file descriptor 1
+    (native libraries that print must not touch stdout, which may carry frame data, e.g.
+    ``vspipe … - | ffmpeg``)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            sys.__stdout__.flush()
+            saved = os.dup(1)
+        except (OSError, ValueError, AttributeError):  # no real fd 1 (embedded interpreters)
+            yield
+            return
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.__stdout__.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """``atomic_write`` for UTF-8 text."""
+    return atomic_write(path, text.encode("utf-8"))
+
+
+def temp_path_beside(path: str | os.PathLike, suffix: str = "") -> Path:
+    """A fresh, unused temporary file name in ``path``'s folder (``.<name>.<random><suffix>``), for
+    writers (ffmpeg, savez) that need a path rather than a file object; the caller renames it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
