@@ -25,6 +25,30 @@ from .memory import MemoryManager
 from .model.network import HIDDEN_DIM, NUM_OBJECTS
 
 
+class NonFiniteError(FloatingPointError):
+    """A stage produced NaN or inf: the weights or the input are broken. Never a silent grey frame."""
+
+
+class _FiniteCheck:
+    """Collects one "all finite" flag per stage output on the device, read back once per frame."""
+
+    def __init__(self):
+        self.flags: list[tuple[str, torch.Tensor]] = []
+
+    def add(self, stage: str, *tensors: torch.Tensor) -> None:
+        self.flags.append((stage, torch.stack([torch.isfinite(t).all() for t in tensors]).all()))
+
+    def raise_if_bad(self, where: str) -> None:
+        if not self.flags:
+            return
+        ok = torch.stack([flag for _, flag in self.flags])
+        if bool(ok.all()):
+            return
+        stage = next(name for (name, _), good in zip(self.flags, ok.tolist()) if not good)
+        raise NonFiniteError(f"stage {stage} produced NaN or inf values at {where} (broken weights, "
+                             "a non-finite input, or an overflow in reduced precision)")
+
+
 @dataclass
 class Reference:
     """A colour reference at the inference size.
@@ -96,11 +120,15 @@ class Propagator:
     def _encode_references(self, references: list[Reference]) -> PropagationState:
         memory = MemoryManager(self.config, self.count_long_term_usage)
         bank = []
-        for ref in references:
+        for i, ref in enumerate(references):
+            check = _FiniteCheck()
             with self.times.measure("encode_key"):
                 key, shrinkage, selection, f16, _, _ = self.backend.encode_key(ref.image)
+            check.add("encode_key", key, shrinkage, selection, f16)
             with self.times.measure("encode_value"):
                 value = self.backend.encode_value(ref.image, f16, ref.ab)
+            check.add("encode_value", value)
+            check.raise_if_bad(f"reference {i}")
             memory.add_permanent(key, shrinkage, value, selection)
             bank.append((key, value))
         state = PropagationState(memory=memory, bank=bank)
@@ -134,8 +162,10 @@ class Propagator:
         is_normal_update = not is_mem_frame and not end and not is_segment_start
         use_short_term = not is_reference_frame and not is_segment_start
 
+        check = _FiniteCheck()
         with tm.measure("encode_key"):
             key, shrinkage, selection, f16, f8, f4 = be.encode_key(image)
+        check.add("encode_key", key, shrinkage, selection, f16, f8, f4)
         if state.hidden is None or is_reference_frame or is_segment_start:
             state.hidden = self._zero_hidden(key)
 
@@ -144,21 +174,28 @@ class Propagator:
         else:
             with tm.measure("memory_readout"):
                 readout = state.memory.read(key, selection)
+            check.add("memory_readout", readout)
             if use_short_term:
                 with tm.measure("short_term_attention"):
-                    readout = readout + be.short_term_attention(key, state.last_key, state.last_value)
+                    attention = be.short_term_attention(key, state.last_key, state.last_value)
+                check.add("short_term_attention", attention)
+                readout = readout + attention
             with tm.measure("decoder"):
                 if is_normal_update:
                     ab, state.hidden = be.decode_update(f16, f8, f4, readout, state.hidden)
+                    check.add("decode_update", ab, state.hidden)
                 else:
                     ab = be.decode(f16, f8, f4, readout, state.hidden)
+                    check.add("decode", ab)
 
         if is_mem_frame:
             with tm.measure("encode_value"):
                 if is_deep_update:
                     value, state.hidden = be.encode_value_deep(image, f16, ab, state.hidden)
+                    check.add("encode_value_deep", value, state.hidden)
                 else:
                     value = be.encode_value(image, f16, ab)
+                    check.add("encode_value", value)
             if is_reference_frame:
                 # Its (key, value) already sit in the permanent slot, computed identically.
                 value = state.bank[ref_index][1]
@@ -168,6 +205,7 @@ class Propagator:
             state.last_mem_frame = t
             state.last_key, state.last_value = key, value
 
+        check.raise_if_bad(f"frame {t}")
         memory_reset = scene_reset and t > 0
         state.segment_start = False
         state.next_frame = t + 1

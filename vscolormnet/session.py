@@ -5,9 +5,13 @@ recurrent state of the last processed frame and answers ``result(n)`` so that th
 of frame n never depends on the request order:
 
 - n ahead of the state: the frames in between are processed (and cached);
-- n behind the state (a backward seek): processing restarts from the nearest saved point
-  at or before n: a scene-reset anchor (the state there is the initial state) or a
-  snapshot taken every ``snapshot_interval`` frames.
+- n behind the state (a backward seek), or a known cut between the state and n: processing
+  restarts from the nearest saved point at or before n: a scene-reset anchor (the state
+  there is the initial state; cuts known up front, e.g. from a reference folder's index, are
+  anchors from the start) or a snapshot taken every ``snapshot_interval`` frames.
+
+A step that fails (an exception, NaN output, Ctrl-C) leaves no half-updated state behind:
+the next request restarts from a saved point.
 
 Snapshot memory is bounded: when more than ``max_snapshots`` exist, the interval doubles and
 every other snapshot is dropped. A backward seek therefore recomputes at most
@@ -29,8 +33,10 @@ class ClipSession:
 
     def __init__(self, propagator: Propagator, num_frames: int,
                  get_image: Callable[[int], tuple[torch.Tensor, bool]],
-                 snapshot_interval: int = 10, max_snapshots: int = 16, cache_frames: int = 32):
-        """``get_image(n)`` returns the padded network input of frame n and whether a scene cut starts at n."""
+                 snapshot_interval: int = 10, max_snapshots: int = 16, cache_frames: int = 32,
+                 anchors=()):
+        """``get_image(n)`` returns the padded network input of frame n and whether a scene cut starts at n;
+        ``anchors`` are frames known to start a new scene (their state is the initial one)."""
         if snapshot_interval < 1 or max_snapshots < 1:
             raise ValueError("snapshot_interval and max_snapshots must be positive")
         self.propagator = propagator
@@ -42,7 +48,7 @@ class ClipSession:
         self.lock = threading.RLock()
         self.state: PropagationState = propagator.new_state()
         self.snapshots: dict[int, PropagationState] = {}
-        self.anchors: set[int] = {0}           # frames where the state equals the initial one
+        self.anchors: set[int] = {0} | {int(a) for a in anchors if 0 < a < num_frames}  # state = initial
         self.cache: OrderedDict[int, StepResult] = OrderedDict()
         self.frames_computed = 0               # diagnostics: total steps run
         self.restarts = 0
@@ -61,13 +67,17 @@ class ClipSession:
             if hit is not None:
                 self.cache.move_to_end(n)
                 return hit
-            if n < self.state.next_frame:
+            if self.state is None or n < self.state.next_frame or self._restart_point(n) > self.state.next_frame:
                 self._restart_before(n)
             while True:
                 t = self.state.next_frame
                 res = self._step()
                 if t == n:
                     return res
+
+    def _restart_point(self, n: int) -> int:
+        """The latest frame ≤ n with a saved state (anchor or snapshot)."""
+        return max(max((f for f in self.snapshots if f <= n), default=0), max(f for f in self.anchors if f <= n))
 
     def _restart_before(self, n: int) -> None:
         snap = max((f for f in self.snapshots if f <= n), default=-1)
@@ -87,8 +97,11 @@ class ClipSession:
         image, scene_cut = self.get_image(t)
         if scene_cut and t > 0:
             self.anchors.add(t)
-        res = self.propagator.step(self.state, image, end=(t == self.num_frames - 1),
-                                   scene_reset=scene_cut)
+        try:
+            res = self.propagator.step(self.state, image, end=(t == self.num_frames - 1), scene_reset=scene_cut)
+        except BaseException:
+            self.state = None          # half-updated: the next request restarts from a saved point
+            raise
         self.frames_computed += 1
         self.cache[t] = res
         while len(self.cache) > self.cache_frames:
@@ -106,9 +119,8 @@ class ClipSession:
         return sum(s.nbytes() for s in self.snapshots.values())
 
     def close(self) -> None:
-        """Drop every tensor and the backend."""
+        """Drop every tensor (the backend is shared and is not this session's to close)."""
         with self.lock:
             self.snapshots.clear()
             self.cache.clear()
             self.state = None
-            self.propagator.backend.close()

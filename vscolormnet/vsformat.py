@@ -164,3 +164,19 @@ def open_video(path: str | os.PathLike, param: str = "INPUT") -> vs.VideoNode:
     if clip.format is None or clip.width == 0 or clip.height == 0:
         raise FormatError(f"{param} {path} has a variable format or size, which is not supported")
     return clip
+
+
+def error_summary(exc: BaseException) -> str:
+    """The one meaningful line of a ``vs.Error`` raised inside a frame callback.
+
+    VapourSynth wraps exceptions from Python filters in the full traceback text; the line that
+    starts with our function name (``Colorize: …``) is what a user needs.
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        for prefix in ("vapoursynth.Error: ", "Error: "):
+            if ln.startswith(prefix):
+                ln = ln[len(prefix):]
+        if ln.startswith("Colorize:"):
+            return ln
+    return lines[-1] if lines else type(exc).__name__
