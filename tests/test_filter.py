@@ -13,7 +13,6 @@ from skimage import color as skcolor
 import vscolormnet as colormnet
 from conftest import PARITY_CASES
 from vs_helpers import clip_in_format, colour_reference, planes, rgbs_clip
-from vscolormnet import filter as vsfilter
 
 core = vs.core
 
@@ -85,12 +84,13 @@ def _colorize(clip, ref, ckpt, **kw):
 
 
 def test_order_independence_seeks_and_threads(ref_png, parity_checkpoint):
-    clip = clip_in_format(vs.YUV420P8, n=14)
+    """One real-network run of the order logic (tested in depth on a synthetic backend in test_session.py)."""
+    clip = clip_in_format(vs.YUV420P8, n=8)
     ordered = [planes(f) for f in _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3).frames()]
 
     # Random order, on a fresh instance.
     out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3)
-    order = list(range(14))
+    order = list(range(8))
     random.Random(1).shuffle(order)
     for n in order:
         got = planes(out.get_frame(n))
@@ -100,33 +100,11 @@ def test_order_independence_seeks_and_threads(ref_png, parity_checkpoint):
     core.num_threads = 8
     try:
         out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3)
-        futures = [out.get_frame_async(n) for n in reversed(range(14))]
-        for n, fut in zip(reversed(range(14)), futures):
+        futures = [out.get_frame_async(n) for n in reversed(range(8))]
+        for n, fut in zip(reversed(range(8)), futures):
             assert all(np.array_equal(a, b) for a, b in zip(planes(fut.result()), ordered[n])), f"frame {n} (threads)"
     finally:
         core.num_threads = 2
-
-
-def test_backward_seek_cost_is_bounded(ref_png, parity_checkpoint):
-    clip = clip_in_format(vs.GRAY8, n=14)
-    out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=4)
-    reference = [planes(out.get_frame(n)) for n in range(14)]
-    session = max(vsfilter._ENGINES, key=lambda e: e.serial).session
-    assert session.frames_computed == 14
-    assert session.snapshots.keys() == {4, 8, 12}
-    session.cache.clear()
-    before = session.frames_computed
-    res = session.result(11)                      # restart from the snapshot at 8: frames 8, 9, 10, 11
-    assert session.frames_computed - before == 4 <= session.recompute_bound + 1
-    ab_again = res.ab.clone()
-    session.cache.clear()
-    session.result(13)
-    session.cache.clear()
-    assert np.array_equal(session.result(11).ab.numpy(), ab_again.numpy())
-    # The frames re-rendered after the seek are byte-identical to the first pass.
-    out2 = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=4)
-    for n in (13, 2, 11, 6):
-        assert all(np.array_equal(a, b) for a, b in zip(planes(out2.get_frame(n)), reference[n]))
 
 
 def test_scene_reset_clears_memory(ref_png, parity_checkpoint):
@@ -157,49 +135,8 @@ def test_ref_frames_output_takes_reference_chroma(tmp_path, parity_checkpoint):
     assert out.get_frame(2).props["ColorMNet_ReferenceFrame"] == 0
 
 
-# ---- validation ----------------------------------------------------------------------------
-def _expect(match, *args, **kwargs):
-    with pytest.raises(vs.Error, match=r"^Colorize: " + match):
-        colormnet.Colorize(*args, **kwargs)
-
-
-def test_validation_errors(tmp_path, ref_png, parity_checkpoint):
-    ck = str(parity_checkpoint)
-    clip = clip_in_format(vs.YUV420P8)
-    _expect("clip must be a vapoursynth.VideoNode, got str", "clip.mkv", ref_png, weights=ck)
-    variable = core.std.Splice([clip, core.resize.Point(clip, 64, 48)], mismatch=True)
-    _expect("clip must have a constant format and size", variable, ref_png, weights=ck)
-    gray_ref = clip_in_format(vs.GRAY8, n=1)
-    _expect("ref must be a colour clip .* got Gray8", clip, gray_ref, weights=ck)
-    gray_png = tmp_path / "gray.png"
-    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(gray_png)
-    _expect(r"ref image .*gray\.png is grayscale", clip, str(gray_png), weights=ck)
-    _expect(r"ref image .*missing\.png does not exist", clip, str(tmp_path / "missing.png"), weights=ck)
-    _expect("ref must be a colour clip, an image path", clip, 42, weights=ck)
-    _expect(r"ref_frames must have one frame number per reference \(1\), got 2", clip, ref_png,
-            ref_frames=[0, 1], weights=ck)
-    _expect(r"ref_frames must be within 0…3, got 9", clip, ref_png, ref_frames=[9], weights=ck)
-    _expect("ref_frames must be None or a list of frame numbers", clip, ref_png, ref_frames="0", weights=ck)
-    _expect("size must be one of 384, 512, 640 or 'native', got '720p'", clip, ref_png, size="720p", weights=ck)
-    _expect("mem_every must be a positive integer, got 0", clip, ref_png, mem_every=0, weights=ck)
-    _expect(r"min_mid_term_frames must be smaller than max_mid_term_frames \(10\)", clip, ref_png,
-            min_mid_term_frames=10, weights=ck)
-    _expect("top_k must be a positive integer", clip, ref_png, top_k=-1, weights=ck)
-    _expect("backend must be 'torch', 'ort', 'trt' or 'auto', got 'tpu'", clip, ref_png, backend="tpu", weights=ck)
-    _expect("snapshot_interval must be a positive integer", clip, ref_png, snapshot_interval=0, weights=ck)
-    _expect(r"weights: weights file .*nope\.pth not found; run `python -m vscolormnet download`", clip,
-            ref_png, weights=str(tmp_path / "nope.pth"))
-
-
-def test_inference_geometry_presets():
-    g = vsfilter.inference_geometry(1920, 1080, "512")
-    assert (g.inf_width, g.inf_height, g.padded_hw) == (512, 288, (336, 560))
-    assert vsfilter.inference_geometry(1920, 1080, 384).inf_width == 384
-    small = vsfilter.inference_geometry(320, 240, "640")
-    assert (small.inf_width, small.inf_height) == (320, 240), "never upscaled"
-    assert vsfilter.inference_geometry(1440, 1080, "native").inf_width == 1440
-
-
+@pytest.mark.onnx
+@pytest.mark.slow
 def test_ort_backend_matches_torch_in_the_filter(ref_png, parity_checkpoint, tmp_path, monkeypatch):
     """The same Colorize graph on ONNX Runtime (CPU, fp32) agrees with PyTorch."""
     monkeypatch.setenv("VSCOLORMNET_ONNX_DIR", str(tmp_path / "onnx"))

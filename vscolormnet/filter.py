@@ -45,9 +45,10 @@ def _check_clip(clip) -> None:
     if not isinstance(clip, vs.VideoNode):
         raise _err(f"clip must be a vapoursynth.VideoNode, got {type(clip).__name__}")
     fmt = clip.format
-    if fmt is None or clip.width == 0 or clip.height == 0:
+    variable_format = fmt is None or fmt.id == vs.NONE
+    if variable_format or clip.width == 0 or clip.height == 0:
         raise _err("clip must have a constant format and size, got a variable "
-                   + ("format" if fmt is None else "size"))
+                   + ("format" if variable_format else "size"))
     if fmt.color_family not in (vs.GRAY, vs.YUV, vs.RGB):
         raise _err(f"clip must be GRAY, YUV or RGB, got {fmt.name}")
     if fmt.sample_type == vs.INTEGER and fmt.bits_per_sample > 16:

@@ -138,8 +138,8 @@ def _file_images(ref) -> list[np.ndarray]:
 
 def _clip_images(ref: vs.VideoNode, geometry: Geometry) -> list[np.ndarray]:
     """Every frame of a colour clip as float32 RGB in [0, 1] at the inference size."""
-    if ref.format is None or ref.format.color_family not in (vs.RGB, vs.YUV):
-        fmt = "a variable format" if ref.format is None else ref.format.name
+    if ref.format is None or ref.format.id == vs.NONE or ref.format.color_family not in (vs.RGB, vs.YUV):
+        fmt = "a variable format" if ref.format is None or ref.format.id == vs.NONE else ref.format.name
         raise ReferenceError(f"ref must be a colour clip (RGB or YUV) or image paths, got {fmt}")
     if ref.width == 0 or ref.height == 0:
         raise ReferenceError("ref clip must have a constant size")

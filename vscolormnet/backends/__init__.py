@@ -6,11 +6,13 @@ through ``vscolormnet.shared``; ``create_backend`` builds a private one (command
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import fields, replace
 
 from .base import Backend, StageTimes
 from .spec import ORT, TRT, Auto, BackendError, BackendSpec, Torch, from_name
 
+log = logging.getLogger("vscolormnet")
 __all__ = ["Backend", "StageTimes", "Torch", "ORT", "TRT", "Auto", "BackendError", "BackendSpec",
            "from_name", "resolve_spec", "create_backend"]
 
@@ -42,8 +44,8 @@ def create_backend(backend="torch", *, weights=None, padded_hw=None, device=None
     from ..weights import load_model, resolve_weights
     spec = resolve_spec(backend, device=device, device_id=device_id, fp16=fp16, **options)
     path = resolve_weights(weights)
-    specs = spec.candidates()[0] if isinstance(spec, Auto) else [spec]
-    net, errors = None, []
+    specs, skipped = spec.candidates() if isinstance(spec, Auto) else ([spec], [])
+    net, errors = None, [f"{c}: {why}" for c, why in skipped]
     for candidate in specs:
         if candidate.needs_size and padded_hw is None:
             if not isinstance(spec, Auto):
@@ -52,9 +54,14 @@ def create_backend(backend="torch", *, weights=None, padded_hw=None, device=None
             continue
         try:
             net = net if net is not None else load_model(path)
-            return candidate.create(net, path, tuple(padded_hw) if candidate.needs_size else None)
+            backend = candidate.create(net, path, tuple(padded_hw) if candidate.needs_size else None)
         except Exception as e:  # noqa: BLE001 - Auto tries the next candidate; others re-raise
             if not isinstance(spec, Auto):
                 raise
-            errors.append(f"{candidate.name}: failed to start: {e}")
+            errors.append(f"{candidate.name}-{getattr(candidate, 'device', 'cuda')}: failed to start: "
+                          f"{type(e).__name__}: {e}")
+            continue
+        if isinstance(spec, Auto):
+            log.info("backend auto: using %s; skipped %s", backend.describe(), "; ".join(errors) or "nothing")
+        return backend
     raise BackendError("backend auto: no backend could be started: " + "; ".join(errors))
