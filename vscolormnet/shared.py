@@ -56,6 +56,20 @@ class _Table:
                     self.close(entry[0])
                 except Exception as e:  # noqa: BLE001 - closing must never raise into a finalizer
                     log.warning("closing a shared %s failed: %s", self.name, e)
+                entry.clear()
+                _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise: a network freed and loaded
+    again would then add its size to the process's RSS each time)."""
+    import gc
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 class Lease:
