@@ -15,6 +15,7 @@ from conftest import PARITY_CASES
 from vs_helpers import clip_in_format, colour_reference, planes, rgbs_clip
 
 core = vs.core
+pytestmark = pytest.mark.slow      # the real network through VapourSynth, several formats
 
 
 @pytest.fixture()

@@ -66,6 +66,7 @@ def test_parity_in_process(case, parity_checkpoint):
         PARITY_CASES / case / "outputs.npz")["ab_pred"])) >= PSNR_MIN
 
 
+@pytest.mark.slow
 def test_parity_through_the_command(tmp_path, parity_checkpoint):
     """``python -m vscolormnet colorize-frames`` end to end: PNGs, --save-ab npz, clean stdout."""
     case = "blackswan_short"

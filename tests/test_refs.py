@@ -181,6 +181,7 @@ def test_min_shot_length_and_pick_rules():
     assert scenes.timecode(3725.5) == "01:02:05.500"
 
 
+@pytest.mark.slow
 def test_colorize_uses_a_coloured_reference_folder(extracted, clip, tmp_path, parity_checkpoint):
     """Colour one PNG in place: Colorize(ref=DIR) takes it as the reference of its frame and
     resets memory at the indexed cuts."""

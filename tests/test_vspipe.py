@@ -16,6 +16,7 @@ from vs_helpers import colour_reference
 
 core = vs.core
 BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.vspipe, pytest.mark.slow]
 VSPIPE = str(BIN / "vspipe") if (BIN / "vspipe").exists() else shutil.which("vspipe")
 W, H, N = 96, 64, 6
 
