@@ -116,6 +116,11 @@ def test_reference_folder_for_another_clip(tmp_path, ref_png, parity_checkpoint)
 def test_parameter_errors(tmp_path, ref_png, parity_checkpoint):
     ck = str(parity_checkpoint)
     clip = clip_in_format(vs.YUV420P8)
+    _expect(r"cuts must be frame numbers within 0…3, got 7", clip, ref_png, cuts=[7], weights=ck)
+    _expect("cuts must be None, a list of frame numbers or a cuts.txt path", clip, ref_png, cuts=2, weights=ck)
+    _expect(r"cuts file .*nothere\.txt does not exist", clip, ref_png, cuts=str(tmp_path / "nothere.txt"),
+            weights=ck)
+    _expect("ref_scope must be None, 'clip' or 'shot', got 'film'", clip, ref_png, ref_scope="film", weights=ck)
     _expect("size must be one of '384', '512', '640', 'native', got '720p'", clip, ref_png, size="720p", weights=ck)
     _expect("size must be one of .* got True", clip, ref_png, size=True, weights=ck)
     _expect("weights must be a checkpoint path or None, got int", clip, ref_png, weights=5)

@@ -150,3 +150,16 @@ def test_ort_backend_matches_torch_in_the_filter(ref_png, parity_checkpoint, tmp
         # take the other branch, which moves sRGB by up to ~1e-2 there.
         assert np.quantile(diff, 0.999) < 1e-3 and diff.max() < 2e-2 and diff.mean() < 1e-4, \
             f"frame {n}: {diff.max()}, {diff.mean()}"
+
+
+def test_cuts_reset_memory_and_any_shot_is_reachable(ref_png, parity_checkpoint, tmp_path):
+    """A shot plan through Colorize: resets at the cuts, same output whatever shot is asked first."""
+    clip = clip_in_format(vs.YUV420P8, n=8)
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_text("3\n6\n")
+    a = _colorize(clip, ref_png, parity_checkpoint, cuts=str(cuts))
+    in_order = [planes(f) for f in a.frames()]
+    assert [a.get_frame(n).props["ColorMNet_MemoryReset"] for n in range(8)] == [0, 0, 0, 1, 0, 0, 1, 0]
+    b = _colorize(clip, ref_png, parity_checkpoint, cuts=[3, 6])
+    for n in (7, 4, 0, 6, 3):
+        assert all(np.array_equal(x, y) for x, y in zip(planes(b.get_frame(n)), in_order[n])), f"frame {n}"

@@ -5,7 +5,10 @@ in order. It reproduces the official ``InferenceCore.step`` (a reference is the 
 version of a frame) and ``step_AnyExemplar`` (references are separate exemplars), generalised
 to several references and to scene resets:
 
-- every reference is encoded once into a *permanent* memory slot, before frame 0;
+- every reference is encoded once (``bank``) and held in a *permanent* memory slot of every
+  state whose scope includes it: all references (``ref_scope='clip'``), or, with a shot plan
+  and ``ref_scope='shot'``, the references inside the frame's shot plus those without a
+  frame (a shot with none of its own reads all of them);
 - a frame that has a reference (``ref_frames``) outputs the reference's ab exactly, resets
   the hidden state and deep-updates it, and becomes the short-term attention target;
 - the first frame of a segment (clip start or scene reset) without a reference is read from
@@ -15,14 +18,18 @@ Tensors are on the backend's device; nothing here copies to the host.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 
 import torch
 
 from .backends.base import Backend, StageTimes
 from .config import MemoryConfig
 from .memory import MemoryManager
-from .model.network import HIDDEN_DIM, NUM_OBJECTS
+from .shots import ShotPlan
+from .stages import HIDDEN_DIM, NUM_OBJECTS
+
+REF_SCOPES = ("clip", "shot")
 
 
 class NonFiniteError(FloatingPointError):
@@ -74,13 +81,12 @@ class PropagationState:
     last_mem_frame: int = 0
     next_frame: int = 0
     segment_start: bool = True
-    bank: list = field(default_factory=list)
+    scope: tuple[int, ...] = ()       # indices of the references in permanent memory
 
     def clone(self) -> "PropagationState":
         """Snapshot; tensors replaced later are shared, tensors mutated in place are copied."""
         return PropagationState(self.memory.clone(), self.hidden, self.last_key, self.last_value,
-                                self.last_mem_frame, self.next_frame, self.segment_start,
-                                self.bank)
+                                self.last_mem_frame, self.next_frame, self.segment_start, self.scope)
 
     def nbytes(self) -> int:
         """Approximate bytes held (memory stores dominate)."""
@@ -105,20 +111,26 @@ class Propagator:
     """Runs the per-frame algorithm on a backend for one clip."""
 
     def __init__(self, backend: Backend, config: MemoryConfig, references: list[Reference],
-                 count_long_term_usage: bool, times: StageTimes | None = None):
+                 count_long_term_usage: bool, times: StageTimes | None = None,
+                 plan: ShotPlan | None = None, ref_scope: str = "clip"):
         if not references:
             raise ValueError("at least one reference is needed")
+        if ref_scope not in REF_SCOPES:
+            raise ValueError(f"ref_scope must be one of {', '.join(REF_SCOPES)}, got {ref_scope!r}")
         self.backend = backend
         self.config = config
         self.count_long_term_usage = count_long_term_usage
         self.times = times or StageTimes()
         self.ref_at_frame = {r.frame: i for i, r in enumerate(references) if r.frame is not None}
         self.references = references
-        self.initial_state = self._encode_references(references)
+        self.plan = plan
+        self.ref_scope = ref_scope
+        self.bank = self._encode_references(references)     # (key, shrinkage, selection, value) per reference
+        self._initial: dict[tuple[int, ...], PropagationState] = {}
+        self._initial_lock = threading.Lock()
 
     # ---- set-up --------------------------------------------------------------------------
-    def _encode_references(self, references: list[Reference]) -> PropagationState:
-        memory = MemoryManager(self.config, self.count_long_term_usage)
+    def _encode_references(self, references: list[Reference]) -> list[tuple]:
         bank = []
         for i, ref in enumerate(references):
             check = _FiniteCheck()
@@ -129,15 +141,38 @@ class Propagator:
                 value = self.backend.encode_value(ref.image, f16, ref.ab)
             check.add("encode_value", value)
             check.raise_if_bad(f"reference {i}")
-            memory.add_permanent(key, shrinkage, value, selection)
-            bank.append((key, value))
-        state = PropagationState(memory=memory, bank=bank)
-        state.last_key, state.last_value = bank[-1]
-        return state
+            bank.append((key, shrinkage, selection, value))
+        return bank
 
-    def new_state(self) -> PropagationState:
-        """The state before frame 0."""
-        return self.initial_state.clone()
+    def scope_at(self, t: int) -> tuple[int, ...]:
+        """The references frame ``t`` reads (see the module docstring)."""
+        everything = tuple(range(len(self.references)))
+        if self.ref_scope == "clip" or self.plan is None:
+            return everything
+        start, stop = self.plan.bounds(self.plan.shot_of(t))
+        own = [i for i, r in enumerate(self.references) if r.frame is not None and start <= r.frame < stop]
+        if not own:
+            return everything
+        return tuple(sorted(own + [i for i, r in enumerate(self.references) if r.frame is None]))
+
+    def _initial_state(self, scope: tuple[int, ...]) -> PropagationState:
+        with self._initial_lock:
+            state = self._initial.get(scope)
+            if state is None:
+                memory = MemoryManager(self.config, self.count_long_term_usage)
+                for i in scope:
+                    key, shrinkage, selection, value = self.bank[i]
+                    memory.add_permanent(key, shrinkage, value, selection)
+                key, _, _, value = self.bank[scope[-1]]
+                state = self._initial[scope] = PropagationState(memory=memory, last_key=key, last_value=value,
+                                                                scope=scope)
+            return state
+
+    def new_state(self, start: int = 0) -> PropagationState:
+        """The state before frame ``start`` (0, or a frame where a new scene starts)."""
+        state = self._initial_state(self.scope_at(start)).clone()
+        state.next_frame = state.last_mem_frame = start
+        return state
 
     def _zero_hidden(self, key: torch.Tensor) -> torch.Tensor:
         return torch.zeros(1, NUM_OBJECTS, HIDDEN_DIM, *key.shape[-2:], device=key.device,
@@ -150,9 +185,15 @@ class Propagator:
         t = state.next_frame
         cfg, be, tm = self.config, self.backend, self.times
         if scene_reset and t > 0:
-            state.memory.clear_non_permanent()
+            scope = self.scope_at(t)
+            if scope == state.scope:
+                state.memory.clear_non_permanent()
+            else:
+                state.memory = self._initial_state(scope).memory.clone()
+                state.scope = scope
             state.segment_start = True
-            state.last_key, state.last_value = state.bank[-1]
+            _, _, _, state.last_value = self.bank[scope[-1]]
+            state.last_key = self.bank[scope[-1]][0]
         ref_index = self.ref_at_frame.get(t)
         is_reference_frame = ref_index is not None
         is_segment_start = state.segment_start and not is_reference_frame
@@ -198,7 +239,7 @@ class Propagator:
                     check.add("encode_value", value)
             if is_reference_frame:
                 # Its (key, value) already sit in the permanent slot, computed identically.
-                value = state.bank[ref_index][1]
+                value = self.bank[ref_index][3]
             else:
                 with tm.measure("memory_readout"):
                     state.memory.add(key, shrinkage, value, selection)

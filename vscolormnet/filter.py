@@ -15,9 +15,11 @@ import vapoursynth as vs
 from . import shared, vsformat
 from .backends.spec import BackendError, from_name
 from .config import MemoryConfig
+from .core import REF_SCOPES
 from .geometry import DEFAULT_SIZE, check_size, inference_geometry
 from .references import ReferenceError, load_references
 from .renderer import ClipRenderer
+from .shots import PlanError, make_plan
 from .weights import CheckpointError, resolve_weights
 
 core = vs.core
@@ -81,8 +83,9 @@ def memory_config(memory, overrides: dict) -> MemoryConfig:
     return config
 
 
-def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, size=DEFAULT_SIZE, weights=None, backend="torch",
-             device=None, device_id=None, fp16=None, scene_reset=False, memory: MemoryConfig | None = None,
+def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=None, size=DEFAULT_SIZE,
+             weights=None, backend="torch", device=None, device_id=None, fp16=None, scene_reset=False,
+             memory: MemoryConfig | None = None,
              mem_every=None, max_mid_term_frames=None, min_mid_term_frames=None, num_prototypes=None,
              max_long_term_elements=None, top_k=None, enable_long_term=None,
              snapshot_interval=10, max_snapshots=16) -> vs.VideoNode:
@@ -96,7 +99,13 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, size=DEFAULT_SIZE, wei
                         ``python -m vscolormnet refs extract`` (its coloured ``ref_<frame>.png``).
     ref_frames:         None: references are exemplars, not frames of the clip (all kept in
                         permanent memory). [n, ...]: reference i is the colour version of clip
-                        frame n_i; that frame's output takes its chroma exactly.
+                        frame n_i; that frame's output takes its chroma exactly. An entry may be
+                        None: that reference is an exemplar (global under ref_scope='shot').
+    cuts:               the shot plan: first frames of shots after the first, as a list or a
+                        ``cuts.txt`` path (a reference folder's index adds its cuts). Memory is
+                        reset at every cut, and frame n is computed from the start of its shot.
+    ref_scope:          'shot' (default with cuts): a shot with references of its own reads only
+                        those (plus exemplars); 'clip': every frame reads every reference.
     size:               '384' | '512' (default) | '640' (longest side, aspect kept, never
                         upscaled) or 'native'. Padded to multiples of 112.
     weights:            checkpoint path (default: the one ``python -m vscolormnet download`` fetched).
@@ -118,6 +127,12 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, size=DEFAULT_SIZE, wei
     # -- validation, in signature order, before touching any device or loading weights
     _check_clip(clip)
     try:
+        plan = make_plan(cuts, clip.num_frames)
+    except PlanError as e:
+        raise _err(str(e)) from None
+    if ref_scope not in (None, *REF_SCOPES):
+        raise _err(f"ref_scope must be None, {' or '.join(repr(s) for s in REF_SCOPES)}, got {ref_scope!r}")
+    try:
         size = check_size(size)
     except ValueError as e:
         raise _err(str(e)) from None
@@ -137,7 +152,9 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, size=DEFAULT_SIZE, wei
         spec.check()
     except BackendError as e:
         raise _err(str(e)) from None
-    scene_reset = _need_bool(scene_reset, "scene_reset") or refs.from_folder
+    scene_reset = _need_bool(scene_reset, "scene_reset")
+    plan = make_plan(plan.cuts, clip.num_frames, extra=refs.cuts)
+    ref_scope = ref_scope or ("shot" if plan.cuts else "clip")
     config = memory_config(memory, {k: v for k, v in locals().items() if k in MEMORY_FIELDS})
     snapshot_interval = _need_positive_int(snapshot_interval, "snapshot_interval")
     max_snapshots = _need_positive_int(max_snapshots, "max_snapshots")
@@ -162,7 +179,8 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, size=DEFAULT_SIZE, wei
         rgb_small = core.resize.Bicubic(rgb_full, geometry.inf_width, geometry.inf_height)
     renderer = ClipRenderer(rgb_small=rgb_small, geometry=geometry, refs=refs, memory=config, spec=spec,
                             weights=weights_path, network=network, scene_reset=scene_reset,
-                            snapshot_interval=snapshot_interval, max_snapshots=max_snapshots)
+                            snapshot_interval=snapshot_interval, max_snapshots=max_snapshots, plan=plan,
+                            ref_scope=ref_scope)
 
     # -- wiring: the closure is the renderer's only owner, so freeing the node frees it
     def colorize_frame(n: int, f: vs.VideoFrame) -> vs.VideoFrame:

@@ -31,13 +31,14 @@ class ReferenceSet:
     """What ``ref`` resolved to.
 
     images:  ``H×W×3`` RGB at the inference size (uint8 from files, float32 in [0, 1] from clips).
-    frames:  clip frame of each reference, or None when they are exemplars (not clip frames).
+    frames:  clip frame of each reference (an entry may be None: that reference is an exemplar,
+             not a clip frame, and stays global under ``ref_scope='shot'``), or None when all are.
     cuts:    scene cuts known up front (a reference folder's index); empty otherwise.
     from_folder: True when ``ref`` was a reference folder (scene resets are then always on).
     """
 
     images: list[np.ndarray]
-    frames: list[int] | None
+    frames: list[int | None] | None
     cuts: frozenset[int]
     from_folder: bool = False
 
@@ -72,15 +73,16 @@ def load_references(ref, ref_frames, clip: vs.VideoNode, geometry: Geometry) -> 
         if len(frames) != len(images):
             raise ReferenceError(f"ref_frames must have one frame number per reference ({len(images)}), "
                                  f"got {len(frames)}")
-        bad = [n for n in frames if not 0 <= n < clip.num_frames]
+        bad = [n for n in frames if n is not None and not 0 <= n < clip.num_frames]
         if bad:
             raise ReferenceError(f"ref_frames must be within 0…{clip.num_frames - 1}, got {bad[0]}")
-        if len(set(frames)) != len(frames):
+        framed = [n for n in frames if n is not None]
+        if len(set(framed)) != len(framed):
             raise ReferenceError(f"ref_frames must not repeat a frame, got {list(frames)}")
     return ReferenceSet(images, frames, cuts, from_folder)
 
 
-def _check_ref_frames(ref_frames) -> list[int] | None:
+def _check_ref_frames(ref_frames) -> list[int | None] | None:
     if ref_frames is None:
         return None
     if isinstance(ref_frames, numbers.Integral) and not isinstance(ref_frames, bool):
@@ -88,9 +90,12 @@ def _check_ref_frames(ref_frames) -> list[int] | None:
     if isinstance(ref_frames, np.ndarray):
         ref_frames = ref_frames.tolist()
     if not isinstance(ref_frames, (list, tuple)) or not ref_frames or not all(
-            isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in ref_frames):
-        raise ReferenceError(f"ref_frames must be None or a non-empty list of frame numbers, got {ref_frames!r}")
-    return [int(n) for n in ref_frames]
+            n is None or (isinstance(n, numbers.Integral) and not isinstance(n, bool)) for n in ref_frames):
+        raise ReferenceError(f"ref_frames must be None or a non-empty list of frame numbers (None for an "
+                             f"exemplar), got {ref_frames!r}")
+    if all(n is None for n in ref_frames):
+        return None
+    return [None if n is None else int(n) for n in ref_frames]
 
 
 def _load_folder(ref):

@@ -1,19 +1,26 @@
-"""The per-clip renderer behind one ``Colorize`` node: session in, VapourSynth frames out.
+"""The per-clip renderer behind one ``Colorize`` node: sessions in, VapourSynth frames out.
 
-Data for one output frame flows one way: the VS request → ``ClipSession.result(n)`` (the
-order-independent recurrent state, which asks ``network_input`` for the frames it needs) →
+Data for one output frame flows one way: the VS request → the session of n's shot →
+``ClipSession.result(n)`` (the order-independent recurrent state, which asks
+``network_input`` for the frames it needs) →
 ab' at the padded inference size → cropped, resized to the clip size → composed with the
 frame's own L (``color.compose_keep_lightness``) → an RGBS frame with the ``ColorMNet_*`` props.
 
 The renderer holds leases on the shared network and backend (``shared.py``) and gives them
 back when it is garbage-collected, i.e. when its node is freed (``weakref.finalize``): the
 filter closure is the only strong reference to it.
+
+Every shot of the shot plan has its own session (its own lock, state and snapshots), so
+VapourSynth threads asking for frames of different shots compute concurrently on the one
+shared network. At most ``live_shots`` sessions are kept (least recently used dropped): the
+memory of a film-length clip stays bounded by that, times ``max_snapshots`` states each.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import weakref
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -27,6 +34,7 @@ from .core import NonFiniteError, Propagator, Reference
 from .geometry import Geometry
 from .references import ReferenceSet
 from .session import ClipSession
+from .shots import ShotPlan
 
 log = logging.getLogger("vscolormnet")
 PROP = "ColorMNet_"
@@ -49,7 +57,8 @@ class ClipRenderer:
 
     def __init__(self, *, rgb_small: vs.VideoNode, geometry: Geometry, refs: ReferenceSet, memory: MemoryConfig,
                  spec: BackendSpec, weights, network: shared.Lease, scene_reset: bool,
-                 snapshot_interval: int, max_snapshots: int):
+                 snapshot_interval: int, max_snapshots: int, plan: ShotPlan, ref_scope: str,
+                 live_shots: int = 8):
         self.rgb_small = rgb_small
         self.geometry = geometry
         self.refs = refs
@@ -59,9 +68,13 @@ class ClipRenderer:
         self.scene_reset = scene_reset
         self.snapshot_interval = snapshot_interval
         self.max_snapshots = max_snapshots
-        self.session: ClipSession | None = None
+        self.plan = plan
+        self.ref_scope = ref_scope
+        self.live_shots = live_shots
+        self.propagator: Propagator | None = None
+        self.sessions: OrderedDict[int, ClipSession] = OrderedDict()    # shot index → session (LRU)
         self.device = torch.device("cpu")
-        self._start_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._leases = [network]
         self._finalizer = weakref.finalize(self, _release_all, self._leases)
 
@@ -69,7 +82,7 @@ class ClipRenderer:
     def network_input(self, n: int) -> tuple[torch.Tensor, bool]:
         """Frame n as the network's ``1×3×Hp×Wp`` input, and whether a scene cut starts there."""
         frame = self.rgb_small.get_frame(n)
-        cut = self.scene_reset and (n in self.refs.cuts or bool(frame.props.get("_SceneChangePrev", 0)))
+        cut = n in self.plan.cuts or (self.scene_reset and bool(frame.props.get("_SceneChangePrev", 0)))
         L = color.lab_from_unit_rgb(vsformat.frame_to_tensor(frame).to(self.device))[0]
         return color.network_image(L), cut
 
@@ -88,33 +101,50 @@ class ClipRenderer:
         return out
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def _start(self) -> ClipSession:
+    def _start(self) -> Propagator:
         lease = shared.acquire_backend(self.spec, self.weights, self.geometry.padded_hw)
         self._leases.append(lease)
         backend = lease.value
         self.device = backend.device
         refs = self._references()
         num_frames = self.rgb_small.num_frames
-        prop = Propagator(backend, self.memory, refs, self.memory.long_term_usage_for(num_frames))
+        prop = Propagator(backend, self.memory, refs, self.memory.long_term_usage_for(num_frames),
+                          plan=self.plan, ref_scope=self.ref_scope)
         g = self.geometry
-        log.info("Colorize: %s, inference %dx%d (padded %dx%d), %d reference(s)", backend.describe(),
-                 g.inf_width, g.inf_height, g.padded_hw[1], g.padded_hw[0], len(refs))
-        return ClipSession(prop, num_frames, self.network_input, self.snapshot_interval, self.max_snapshots,
-                           anchors=self.refs.cuts if self.scene_reset else ())
+        log.info("Colorize: %s, inference %dx%d (padded %dx%d), %d reference(s), %d shot(s), ref_scope=%s",
+                 backend.describe(), g.inf_width, g.inf_height, g.padded_hw[1], g.padded_hw[0], len(refs),
+                 len(self.plan), self.ref_scope)
+        return prop
+
+    def session_for(self, n: int) -> ClipSession:
+        """The session of frame n's shot (created on first use; least recently used ones dropped)."""
+        shot = self.plan.shot_of(n)
+        with self._lock:
+            if self.propagator is None:
+                self.propagator = self._start()
+            session = self.sessions.get(shot)
+            if session is None:
+                start, stop = self.plan.bounds(shot)
+                session = self.sessions[shot] = ClipSession(
+                    self.propagator, self.rgb_small.num_frames, self.network_input, self.snapshot_interval,
+                    self.max_snapshots, start=start, stop=stop)
+                while len(self.sessions) > self.live_shots:
+                    self.sessions.popitem(last=False)
+            self.sessions.move_to_end(shot)
+            return session
 
     def close(self) -> None:
-        """Drop the session and give the shared network/backend back (also done when the node is freed)."""
-        self.session = None
+        """Drop the sessions and give the shared network/backend back (also done when the node is freed)."""
+        with self._lock:
+            self.sessions.clear()
+            self.propagator = None
         self._finalizer()
 
     # ---- rendering -------------------------------------------------------------------------
     def render(self, n: int, full: vs.VideoFrame) -> vs.VideoFrame:
         """Output frame n: ``full`` is the clip's frame n as RGBS at the clip size."""
         try:
-            with self._start_lock:
-                if self.session is None:
-                    self.session = self._start()
-            res = self.session.result(n)
+            res = self.session_for(n).result(n)
             ab = self._ab_at_clip_size(res.ab)
             L = color.lab_from_unit_rgb(vsformat.frame_to_tensor(full).to(self.device))[0]
             out = vsformat.tensor_to_frame(color.compose_keep_lightness(L, ab), full)

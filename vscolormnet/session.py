@@ -34,9 +34,10 @@ class ClipSession:
     def __init__(self, propagator: Propagator, num_frames: int,
                  get_image: Callable[[int], tuple[torch.Tensor, bool]],
                  snapshot_interval: int = 10, max_snapshots: int = 16, cache_frames: int = 32,
-                 anchors=()):
+                 anchors=(), start: int = 0, stop: int | None = None):
         """``get_image(n)`` returns the padded network input of frame n and whether a scene cut starts at n;
-        ``anchors`` are frames known to start a new scene (their state is the initial one)."""
+        ``anchors`` are frames known to start a new scene (their state is the initial one). A session
+        may serve only the frames ``start ≤ n < stop`` of the clip (one shot: ``start`` is a cut)."""
         if snapshot_interval < 1 or max_snapshots < 1:
             raise ValueError("snapshot_interval and max_snapshots must be positive")
         self.propagator = propagator
@@ -46,9 +47,10 @@ class ClipSession:
         self.max_snapshots = max_snapshots
         self.cache_frames = cache_frames
         self.lock = threading.RLock()
-        self.state: PropagationState = propagator.new_state()
+        self.state: PropagationState | None = propagator.new_state(start)
         self.snapshots: dict[int, PropagationState] = {}
-        self.anchors: set[int] = {0} | {int(a) for a in anchors if 0 < a < num_frames}  # state = initial
+        self.start, self.stop = start, num_frames if stop is None else stop
+        self.anchors: set[int] = {start} | {int(a) for a in anchors if start < a < self.stop}  # state = initial
         self.cache: OrderedDict[int, StepResult] = OrderedDict()
         self.frames_computed = 0               # diagnostics: total steps run
         self.restarts = 0
@@ -60,8 +62,8 @@ class ClipSession:
 
     def result(self, n: int) -> StepResult:
         """The step result of frame ``n`` (``0 ≤ n < num_frames``)."""
-        if not 0 <= n < self.num_frames:
-            raise IndexError(f"frame {n} is outside the clip (0…{self.num_frames - 1})")
+        if not self.start <= n < self.stop:
+            raise IndexError(f"frame {n} is outside this session's frames ({self.start}…{self.stop - 1})")
         with self.lock:
             hit = self.cache.get(n)
             if hit is not None:
@@ -83,9 +85,7 @@ class ClipSession:
         snap = max((f for f in self.snapshots if f <= n), default=-1)
         anchor = max(f for f in self.anchors if f <= n)
         if anchor > snap:
-            self.state = self.propagator.new_state()
-            self.state.next_frame = anchor
-            self.state.last_mem_frame = anchor
+            self.state = self.propagator.new_state(anchor)
         else:
             self.state = self.snapshots[snap].clone()
         self.restarts += 1
@@ -95,6 +95,7 @@ class ClipSession:
         if t % self.snapshot_interval == 0 and t not in self.snapshots and t not in self.anchors:
             self._take_snapshot(t)
         image, scene_cut = self.get_image(t)
+        scene_cut = scene_cut or t in self.anchors        # an anchor is a cut even if the frame does not say so
         if scene_cut and t > 0:
             self.anchors.add(t)
         try:
