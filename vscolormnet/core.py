@@ -105,6 +105,7 @@ class StepResult:
     memory_reset: bool
     work_frames: int
     long_elements: int
+    confidence: torch.Tensor | float = 1.0     # memory-match confidence (0-d tensor); 1.0 on reference frames
 
 
 class Propagator:
@@ -192,8 +193,8 @@ class Propagator:
                 state.memory = self._initial_state(scope).memory.clone()
                 state.scope = scope
             state.segment_start = True
-            _, _, _, state.last_value = self.bank[scope[-1]]
-            state.last_key = self.bank[scope[-1]][0]
+            key, _, _, value = self.bank[scope[-1]]
+            state.last_key, state.last_value = key, value
         ref_index = self.ref_at_frame.get(t)
         is_reference_frame = ref_index is not None
         is_segment_start = state.segment_start and not is_reference_frame
@@ -210,11 +211,13 @@ class Propagator:
         if state.hidden is None or is_reference_frame or is_segment_start:
             state.hidden = self._zero_hidden(key)
 
+        confidence = 1.0
         if is_reference_frame:
             ab = self.references[ref_index].ab
         else:
             with tm.measure("memory_readout"):
                 readout = state.memory.read(key, selection)
+                confidence = state.memory.last_confidence
             check.add("memory_readout", readout)
             if use_short_term:
                 with tm.measure("short_term_attention"):
@@ -253,4 +256,4 @@ class Propagator:
         mem = state.memory
         return StepResult(ab=ab, is_memory_frame=is_mem_frame, is_reference_frame=is_reference_frame,
                           memory_reset=memory_reset, work_frames=mem.work.size // (mem.hw or 1),
-                          long_elements=mem.long.size)
+                          long_elements=mem.long.size, confidence=confidence)

@@ -161,6 +161,7 @@ class ClipRenderer:
         props[PROP + "LongTermElements"] = res.long_elements
         props[PROP + "InferenceWidth"] = g.inf_width
         props[PROP + "InferenceHeight"] = g.inf_height
+        props[PROP + "Confidence"] = float(res.confidence)
         return out
 
     def _ab_at_clip_size(self, ab_padded: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ class MemoryManager:
         self.permanent_frames = 0
         self.consolidations = 0
         self.obsolete_removals = 0
+        self.last_confidence: torch.Tensor | None = None   # of the last read (``similarity.match_confidence``)
 
     # ---- policy thresholds (in elements) -------------------------------------------------
     @property
@@ -80,7 +81,8 @@ class MemoryManager:
             value = torch.cat([self.long.value, self.work.value], -1)
         else:
             key, shrinkage, value = self.work.key, self.work.shrinkage, self.work.value
-        affinity = sim_fn.topk_softmax(sim_fn.similarity(key, shrinkage, qk, qe), self.config.top_k)
+        affinity, best = sim_fn.topk_softmax_and_best(sim_fn.similarity(key, shrinkage, qk, qe), self.config.top_k)
+        self.last_confidence = sim_fn.match_confidence(best)
         if self.config.enable_long_term:
             usage = affinity.sum(dim=2)
             self.work.update_usage(usage[:, long_n:].flatten())

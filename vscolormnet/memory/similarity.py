@@ -37,11 +37,28 @@ def topk_softmax(sim: torch.Tensor, top_k: int) -> torch.Tensor:
     ``sim`` is ≤ 0, so the exponentials are taken without subtracting the max (as upstream).
     Modifies and returns ``sim``.
     """
+    return topk_softmax_and_best(sim, top_k)[0]
+
+
+def topk_softmax_and_best(sim: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``topk_softmax`` plus each query's best similarity ``1×M`` (the top-1 value, free: topk sorts)."""
     k = min(top_k, sim.shape[1])
     values, indices = torch.topk(sim, k=k, dim=1)
+    best = values[:, 0].clone()
     x_exp = values.exp_()
     x_exp /= torch.sum(x_exp, dim=1, keepdim=True)
-    return sim.zero_().scatter_(1, indices, x_exp)
+    return sim.zero_().scatter_(1, indices, x_exp), best
+
+
+def match_confidence(best: torch.Tensor) -> torch.Tensor:
+    """Frame confidence from the best similarity per query position (``1×M``, each ≤ 0): ``exp(mean)``.
+
+    ``S = −(s/√C)·Σ e (k − q)²`` is a scaled squared distance, so the best value per position
+    says how close the nearest memory element is; its mean over the frame, mapped by ``exp``,
+    is 1 when every position has an exact match and falls towards 0 as the frame leaves what
+    memory holds. A 0-d tensor on the device (no host sync here).
+    """
+    return torch.exp(best.mean())
 
 
 def softmax(sim: torch.Tensor) -> torch.Tensor:
