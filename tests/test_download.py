@@ -1,7 +1,9 @@
 """download / verify against a local HTTP server on 127.0.0.1 (no internet).
 
-Only three tests move the full 495 MB parity checkpoint (complete download, resume, a server
-that ignores Range); the failure cases serve a small file that is not a checkpoint.
+Only four tests move a full 495 MB checkpoint (complete download, resume, a server that ignores
+Range, a seeded copy holding NaN/inf); the failure cases serve a small file that is not a
+checkpoint. Every bad argument is one ``download: error:`` line naming the flag, exit 2, and
+is refused before any request is made; a failed transfer or fetched file is one line, exit 1.
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from test_checkpoint import INF_KEY, NAN_KEY, nan_inf_copy
+from vscolormnet import fileutil
 from vscolormnet.__main__ import main
-from vscolormnet.download import (NOTICE_NAME, download_checkpoint, sha256_file, sha256_record_path,
-                                  verify_checkpoint)
-from vscolormnet.weights import CHECKPOINT_NAME, CheckpointError
+from vscolormnet.download import NOTICE_NAME, download_checkpoint
+from vscolormnet.fileutil import file_sha256
+from vscolormnet.weights import CHECKPOINT_NAME, CheckpointError, sha256_record_path, verify_checkpoint
 
 SMALL = os.urandom(3 << 20)  # 3 MB that are not a checkpoint
 
@@ -122,8 +126,13 @@ def server():
 
 
 @pytest.fixture(scope="module")
+def nan_inf_checkpoint(parity_checkpoint) -> Path:  # noqa: D103
+    return nan_inf_copy(parity_checkpoint)
+
+
+@pytest.fixture(scope="module")
 def parity_sha256(parity_checkpoint) -> str:
-    return sha256_file(parity_checkpoint)
+    return file_sha256(parity_checkpoint)
 
 
 def _final(d: Path) -> Path:
@@ -145,12 +154,15 @@ def test_complete_download_verifies_records_and_is_not_repeated(server, tmp_path
     assert out == ""  # nothing on stdout
     final = _final(d)
     assert final.is_file() and not _partial(d).exists()
-    assert sha256_file(final) == parity_sha256
+    assert file_sha256(final) == parity_sha256
     assert sha256_record_path(final).read_text() == f"{parity_sha256}  {CHECKPOINT_NAME}\n"
     notice = (d / NOTICE_NAME).read_text()
     for words in ("CC BY-NC-SA 4.0", "NonCommercial", "ShareAlike", "Yixin Yang", "ECCV", "2024"):
         assert words in notice
     assert parity_sha256 in err
+    # outputs were renamed into place: no temporary or partial files are left behind
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        [f".{CHECKPOINT_NAME}.lock", CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256", NOTICE_NAME])
 
     # a second call finds the verified file and does not download again
     n = len(server.requests)
@@ -193,7 +205,7 @@ def test_resume_completes_an_interrupted_transfer(server, tmp_path, parity_check
     res = download_checkpoint(d, url=url, progress=False)
     assert res.downloaded and res.sha256 == parity_sha256
     assert server.requests[-1] == ("/flaky.pth", f"bytes={got}-")  # resumed, not restarted
-    assert sha256_file(_final(d)) == parity_sha256 and not _partial(d).exists()
+    assert file_sha256(_final(d)) == parity_sha256 and not _partial(d).exists()
 
 
 def test_server_answering_200_to_a_range_request_restarts(server, tmp_path, parity_checkpoint, parity_sha256,
@@ -206,17 +218,13 @@ def test_server_answering_200_to_a_range_request_restarts(server, tmp_path, pari
         res = download_checkpoint(d, url=url, progress=False)
     assert "starting again from byte 0" in caplog.text
     assert server.requests[-1][1] is not None  # it did ask for a range
-    assert res.sha256 == parity_sha256 and sha256_file(_final(d)) == parity_sha256
+    assert res.sha256 == parity_sha256 and file_sha256(_final(d)) == parity_sha256
 
 
 # ------------------------------------------------------------------ failures (small files)
 def test_404_is_a_clear_error_and_leaves_nothing(server, tmp_path, capsys):
     d = tmp_path / "w"
-    rc = main(["download", "--dir", str(d), "--url", server.url("/nope.pth"), "--no-progress"])
-    err = capsys.readouterr().err
-    assert rc == 2
-    line = [ln for ln in err.splitlines() if ln.startswith("download: error:")]
-    assert len(line) == 1 and "HTTP 404" in line[0]
+    _fails(capsys, ["download", "--dir", str(d), "--url", server.url("/nope.pth"), "--no-progress"], "HTTP 404", rc=1)
     assert not _final(d).exists() and not _partial(d).exists()
 
 
@@ -248,8 +256,8 @@ def test_wrong_content_length_smaller_fails_verification_and_is_deleted(server, 
 def test_invalid_file_is_refused(server, tmp_path, capsys):
     url = server.add("/garbage.pth", SMALL)
     d = tmp_path / "w"
-    assert main(["download", "--dir", str(d), "--url", url, "--no-progress"]) == 2
-    assert "cannot be read (truncated, corrupt or not a torch file)" in capsys.readouterr().err
+    _fails(capsys, ["download", "--dir", str(d), "--url", url, "--no-progress"],
+           "cannot be read (truncated, corrupt or not a torch file)", rc=1)
     assert not _final(d).exists() and not _partial(d).exists()
 
 
@@ -272,18 +280,56 @@ def test_stalled_transfer_times_out(server, tmp_path):
 def test_sha256_mismatch_is_refused(server, tmp_path, capsys):
     url = server.add("/pinned.pth", SMALL)
     d = tmp_path / "w"
-    rc = main(["download", "--dir", str(d), "--url", url, "--sha256", "ab" * 32, "--no-progress"])
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert "SHA-256 mismatch" in err and hashlib.sha256(SMALL).hexdigest() in err
+    _fails(capsys, ["download", "--dir", str(d), "--url", url, "--sha256", "ab" * 32, "--no-progress"],
+           "SHA-256 mismatch", "--sha256", hashlib.sha256(SMALL).hexdigest(), rc=1)
     assert not _final(d).exists() and not _partial(d).exists()
 
 
-def test_bad_arguments(tmp_path, capsys):
-    assert main(["download", "--dir", str(tmp_path), "--sha256", "xyz", "--url", "http://127.0.0.1:9/x"]) == 2
-    assert "--sha256 must be 64 hexadecimal digits" in capsys.readouterr().err
-    assert main(["verify", str(tmp_path / "missing.pth")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+def test_nan_inf_download_is_refused_and_deleted(server, tmp_path, nan_inf_checkpoint, capsys):
+    url = server.add("/nan.pth", nan_inf_checkpoint)
+    d = tmp_path / "w"
+    line = _fails(capsys, ["download", "--dir", str(d), "--url", url, "--no-progress"],
+                  "not a valid ColorMNet checkpoint and was deleted", "NaN or infinite",
+                  f"{NAN_KEY} (1 NaN)", f"{INF_KEY} (1 inf)", rc=1)
+    assert "--dir" not in line
+    assert not _final(d).exists() and not _partial(d).exists()
+
+
+# ------------------------------------------------------------------ bad arguments: one line, no request
+def _fails(capsys, argv, *needles, rc: int = 2) -> str:
+    """Exit ``rc`` (2: bad argument, 1: failed transfer or fetched file) with one error line holding each needle."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == rc, err
+    assert out == "" and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and lines[0].startswith(f"{argv[0]}: error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_bad_arguments_are_refused_before_any_request(server, tmp_path, capsys, monkeypatch):
+    url = server.add("/x.pth", SMALL)
+    a_file = tmp_path / "a_file"
+    a_file.write_bytes(b"x")
+    dl = ["download", "--no-progress"]
+    _fails(capsys, dl + ["--dir", str(tmp_path), "--sha256", "xyz", "--url", url],
+           "--sha256", "64 hexadecimal digits", "'xyz'")
+    _fails(capsys, dl + ["--dir", str(tmp_path), "--url", "ftp://example.org/x.pth"], "--url", "http")
+    _fails(capsys, dl + ["--dir", str(tmp_path), "--url", "not a url"], "--url", "'not a url'")
+    for t in ("0", "-3", "nan", "inf"):
+        _fails(capsys, dl + ["--dir", str(tmp_path), "--url", url, "--timeout", t], "--timeout", "> 0")
+    _fails(capsys, dl + ["--dir", str(a_file), "--url", url], "--dir", str(a_file), "is not a folder")
+    _fails(capsys, dl + ["--dir", str(a_file / "sub"), "--url", url], "--dir", "cannot be created")
+    monkeypatch.setattr(fileutil, "is_writable_dir", lambda path: False)
+    _fails(capsys, dl + ["--dir", str(tmp_path / "ro"), "--url", url], "--dir", "is not writable")
+    monkeypatch.setenv("VSCOLORMNET_WEIGHTS_DIR", str(tmp_path / "env"))
+    _fails(capsys, dl + ["--url", url], "$VSCOLORMNET_WEIGHTS_DIR", "is not writable")
+    assert server.requests == []
+
+
+def test_verify_api_names_the_file(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(SMALL)
     with pytest.raises(CheckpointError, match="bad.pth"):

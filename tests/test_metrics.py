@@ -1,4 +1,6 @@
-"""Metrics against hand-computed values on small arrays, and the eval command end to end."""
+"""Metrics against hand-computed values on small arrays, and ``evaluate`` on folders and videos.
+
+The ``eval`` command and its bad-input errors are in test_eval_command.py."""
 from __future__ import annotations
 
 import json
@@ -11,7 +13,6 @@ import pytest
 from PIL import Image
 
 from vscolormnet import metrics as M
-from vscolormnet.__main__ import main
 
 
 def _const(v, h=8, w=8):
@@ -122,7 +123,7 @@ def test_frechet_distance_hand_computed():
     assert M.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(27.0)
 
 
-# ------------------------------------------------------------------ eval command
+# ------------------------------------------------------------------ evaluate() on folders and videos
 def _write_clip(folder, frames, ext=".png"):
     folder.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(frames):
@@ -135,34 +136,6 @@ def _frames(seed, n=6, shift=0):
     return [np.clip(base.astype(int) + shift + i, 0, 255).astype(np.uint8) for i in range(n)]
 
 
-def test_eval_folders_json_table_and_plot(tmp_path, capsys):
-    gt = _frames(1)
-    pred = [np.clip(f.astype(int) + 16, 0, 255).astype(np.uint8) for f in gt]
-    _write_clip(tmp_path / "gt", gt)
-    _write_clip(tmp_path / "pred", pred)
-    plot = tmp_path / "plot.png"
-    rc = main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--json", "--plot", str(plot)])
-    out, err = capsys.readouterr()
-    assert rc == 0
-    data = json.loads(out)
-    exp_psnr = [M.psnr(p, g) for p, g in zip(pred, gt)]
-    assert data["overall"]["psnr"] == pytest.approx(np.mean(exp_psnr))
-    assert data["overall"]["frames"] == 6 and data["overall"]["clips"] == 1
-    assert data["overall"]["ssim"] == pytest.approx(np.mean([M.ssim(p, g) for p, g in zip(pred, gt)]))
-    assert data["overall"]["cdc"] == pytest.approx(M.cdc(pred))
-    assert data["overall"]["cdc_gt"] == pytest.approx(M.cdc(gt))
-    assert data["overall"]["colourfulness"] == pytest.approx(np.mean([M.colourfulness(p) for p in pred]))
-    clip = data["clips"][0]
-    assert clip["per_frame"]["frame"] == [f"{i:05d}.png" for i in range(6)]
-    assert clip["per_frame"]["psnr"] == pytest.approx(exp_psnr)
-    assert clip["per_frame"]["js_next"][-1] is None and len(clip["per_frame"]["js_next"]) == 6
-    assert set(data["skipped"]) == {"lpips", "fid"}  # not installed here
-    assert "LPIPS skipped" in err and "FID skipped" in err and "overall" in err
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with Image.open(plot) as im:
-        assert im.width > 300 and im.height > 300
-
-
 def test_eval_several_clips_and_stem_matching(tmp_path, capsys):
     gt_a, gt_b = _frames(2, 5), _frames(3, 7)
     pred_a = [f.copy() for f in gt_a]
@@ -172,10 +145,10 @@ def test_eval_several_clips_and_stem_matching(tmp_path, capsys):
     _write_clip(tmp_path / "gt" / "b", gt_b)
     _write_clip(tmp_path / "pred" / "a", pred_a)
     _write_clip(tmp_path / "pred" / "b", pred_b, ext=".bmp")  # same stems, other extension (lossless)
-    (tmp_path / "pred" / "b" / "extra.png").write_bytes((tmp_path / "pred" / "a" / "00000.png").read_bytes())
+    (tmp_path / "pred" / "c").mkdir()  # a prediction clip without ground truth is ignored (with a warning)
     res = M.evaluate(tmp_path / "pred", tmp_path / "gt")
     assert [c.name for c in res.clips] == ["a", "b"]
-    a, b = res.clips
+    a, _ = res.clips
     assert a.identical_frames == 4 and np.isfinite(a.psnr).sum() == 1
     ov = res.overall()
     finite = [M.psnr(p, g) for p, g in zip(pred_a + pred_b, gt_a + gt_b)]
@@ -187,19 +160,6 @@ def test_eval_several_clips_and_stem_matching(tmp_path, capsys):
     table = M.format_table(res)
     assert "equal their ground truth" in table and "\na " in table
     json.dumps(res.to_json(), allow_nan=False)  # strict JSON: no NaN/Infinity
-
-
-def test_eval_errors_are_clear(tmp_path, capsys):
-    _write_clip(tmp_path / "gt", _frames(4, 3))
-    _write_clip(tmp_path / "pred", _frames(4, 2))
-    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 2
-    assert "has no frame for 1 ground-truth frame(s)" in capsys.readouterr().err
-    assert main(["eval", "--pred", str(tmp_path / "nope"), "--gt", str(tmp_path / "gt")]) == 2
-    assert "--pred" in capsys.readouterr().err
-    big = tmp_path / "big"
-    _write_clip(big, [np.zeros((30, 40, 3), np.uint8)] * 3)
-    with pytest.raises(ValueError, match="prediction is 40×30, ground truth is 32×24"):
-        M.evaluate(big, tmp_path / "gt")
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -227,3 +187,18 @@ def test_optional_metrics_report_why_they_are_skipped(monkeypatch):
     st = M.optional_metric_status()
     assert "lpips package is not installed" in st["lpips"]
     assert "pytorch-fid package is not installed" in st["fid"]
+
+
+def test_package_layers_have_no_cycles():
+    """measures is pure numpy; report does not import the sources or the evaluation."""
+    import ast
+    import pathlib
+    pkg = pathlib.Path(M.__file__).parent
+    deps = {}
+    for f in pkg.glob("*.py"):
+        tree = ast.parse(f.read_text())
+        deps[f.stem] = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+    assert deps["measures"] == set()
+    assert deps["report"] == {"measures"} and deps["sources"] == set()
+    assert deps["optional"] == {"measures"}
+    assert deps["evaluation"] == {"measures", "optional", "report", "sources"}

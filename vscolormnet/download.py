@@ -6,14 +6,17 @@ place and renames it only after every check passed:
 1. the HTTP status (200, or 206 when resuming; anything else is an error naming the code),
 2. the byte count against the announced size (``Content-Length`` / ``Content-Range``),
 3. the SHA-256 against ``sha256=`` when one is pinned,
-4. a strict structural load (``weights.read_state_dict``: ``weights_only``, all 667 keys,
-   every shape).
+4. a strict load (``weights.read_state_dict``: ``weights_only``, all 667 keys, every shape,
+   every value finite: a NaN/inf tensor would give silently black or grey output).
 
 An interrupted or short transfer keeps its ``.partial`` file and the next call resumes it with
 an HTTP ``Range`` request; a server that answers 200 instead of 206 makes the download restart
 from byte 0. A complete file that fails check 3 or 4 is deleted. Nothing ever appears at the
 final path unless it passed. The SHA-256 is logged and recorded in ``<name>.sha256``
-(``sha256sum`` format), and ``NOTICE_NAME`` states the licence of the weights next to them.
+(``sha256sum`` format), and ``NOTICE_NAME`` states the licence of the weights next to them;
+both are written atomically (``fileutil``). The arguments (``--sha256``, ``--url``,
+``--timeout``, ``--dir`` writable) are checked before anything is fetched, and a lock file
+keeps two downloads into one folder from appending to the same ``.partial``.
 
 The weights are not ours: they are CC BY-NC-SA 4.0 (see ``NOTICE_TEXT``); nothing in this
 package contains them or anything derived from them.
@@ -23,16 +26,21 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import math
 import os
 import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .weights import CHECKPOINT_NAME, CHECKPOINT_URL, CheckpointError, read_state_dict, weights_dir
+from . import fileutil
+from .fileutil import atomic_write_text, file_lock, file_sha256
+from .weights import (CHECKPOINT_NAME, CHECKPOINT_URL, ENV_WEIGHTS_DIR, CheckpointError, normalise_sha256,
+                      read_state_dict, record_sha256, weights_dir)
 
 log = logging.getLogger("vscolormnet")
 
@@ -70,8 +78,12 @@ In short (the licence text is what binds):
 vscolormnet (the code that downloaded this file) is a separate work under its own licence;
 it does not include or redistribute these weights.
 """
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+
+
+class DownloadError(ValueError):
+    """The transfer or its result failed (HTTP, network, size, hash, not a usable checkpoint), as opposed
+    to a bad argument (plain ValueError, raised before anything is fetched)."""
 
 
 @dataclass(frozen=True)
@@ -84,61 +96,44 @@ class DownloadResult:
     downloaded: bool
 
 
-def normalise_sha256(value: str | None, param: str = "--sha256") -> str | None:
-    """Lower-case 64-digit hex, or None; a ValueError naming ``param`` otherwise."""
-    if value is None:
-        return None
-    v = value.strip().lower()
-    if not _HEX64.match(v):
-        raise ValueError(f"{param} must be 64 hexadecimal digits (a SHA-256), got {value!r}")
-    return v
+def check_url(url: str, param: str = "--url") -> str:
+    """``url`` if it is an http(s) URL with a host; a ValueError naming ``param`` otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{param} must be an http:// or https:// URL, got {url!r}")
+    return url
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = CHUNK) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def check_timeout(timeout: float, param: str = "--timeout") -> float:
+    """``timeout`` if it is a finite number of seconds > 0; a ValueError naming ``param`` otherwise."""
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"{param} must be a number of seconds > 0, got {timeout}")
+    return timeout
 
 
-def sha256_record_path(path: str | os.PathLike) -> Path:
-    """``<file>.sha256``: where the hash of ``path`` is recorded."""
-    path = Path(path)
-    return path.with_name(path.name + ".sha256")
-
-
-def read_recorded_sha256(path: str | os.PathLike) -> str | None:
-    """The hash recorded next to ``path`` (``sha256sum`` format), or None if there is none."""
-    rec = sha256_record_path(path)
-    if not rec.is_file():
-        return None
-    text = rec.read_text(encoding="utf-8", errors="replace").split()
-    if not text or not _HEX64.match(text[0].lower()):
-        raise ValueError(f"{rec} does not hold a SHA-256 (expected '<64 hex digits>  <file name>')")
-    return text[0].lower()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def record_sha256(path: str | os.PathLike, digest: str) -> Path:
-    """Write ``<file>.sha256`` in ``sha256sum`` format; returns its path."""
-    path = Path(path)
-    rec = sha256_record_path(path)
-    _write_atomic(rec, f"{digest}  {path.name}\n")
-    return rec
+def target_folder(dest_dir: str | os.PathLike | None) -> Path:
+    """The download folder, created if needed; a ValueError naming ``--dir`` (or the variable) if unusable."""
+    if dest_dir:
+        folder, name = Path(dest_dir).expanduser(), "--dir"
+    else:
+        folder = weights_dir()
+        name = f"${ENV_WEIGHTS_DIR}" if os.environ.get(ENV_WEIGHTS_DIR) else "the weights folder"
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name} {folder} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{name} {folder} cannot be created: {e.strerror or e}") from None
+    if not fileutil.is_writable_dir(folder):
+        raise ValueError(f"{name} {folder} is not writable (choose another with --dir or ${ENV_WEIGHTS_DIR})")
+    return folder
 
 
 def write_notice(folder: str | os.PathLike) -> Path:
     """Write the licence notice of the weights into ``folder``; returns its path."""
     path = Path(folder) / NOTICE_NAME
     if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != NOTICE_TEXT:
-        _write_atomic(path, NOTICE_TEXT)
+        atomic_write_text(path, NOTICE_TEXT)
     return path
 
 
@@ -198,7 +193,7 @@ def _open(url: str, offset: int, timeout: float):
 def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
     """Bring ``partial`` to the complete file (resuming it if present); return its SHA-256.
 
-    Raises ValueError with one line on any HTTP, size or transfer error; the partial file is kept
+    Raises DownloadError with one line on any HTTP, size or transfer error; the partial file is kept
     for a resume when the bytes it holds are good (an interrupted or short transfer).
     """
     offset = partial.stat().st_size if partial.is_file() else 0
@@ -210,20 +205,20 @@ def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
                 m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", e.headers.get("Content-Range", "") or "")
                 if m and int(m.group(1)) == offset:  # the partial file is already complete
                     log.info("download: %s is already complete (%d bytes)", partial.name, offset)
-                    return sha256_file(partial)
+                    return file_sha256(partial)
                 log.warning("download: the server cannot resume %s at byte %d (HTTP 416); starting again",
                             partial.name, offset)
                 partial.unlink(missing_ok=True)
                 offset = 0
                 continue
-            raise ValueError(f"{url} answered HTTP {e.code} {e.reason}") from None
+            raise DownloadError(f"{url} answered HTTP {e.code} {e.reason}") from None
         except urllib.error.URLError as e:
-            raise ValueError(f"cannot reach {url}: {e.reason}") from None
+            raise DownloadError(f"cannot reach {url}: {e.reason}") from None
         except (TimeoutError, OSError, http.client.HTTPException) as e:
-            raise ValueError(f"cannot reach {url}: {e}") from None
+            raise DownloadError(f"cannot reach {url}: {e}") from None
         break
     else:  # pragma: no cover - the loop always breaks or raises
-        raise ValueError(f"{url}: cannot resume the download")
+        raise DownloadError(f"{url}: cannot resume the download")
 
     with resp:
         status = resp.status
@@ -232,7 +227,7 @@ def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
         if status == 206:
             m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
-                raise ValueError(f"{url} answered 206 with Content-Range "
+                raise DownloadError(f"{url} answered 206 with Content-Range "
                                  f"{resp.headers.get('Content-Range')!r} for a request from byte {offset}")
             total = int(m.group(3)) if m.group(3) != "*" else (offset + length if length is not None else None)
             mode = "ab"
@@ -245,9 +240,9 @@ def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
             total = length
             mode = "wb"
         else:
-            raise ValueError(f"{url} answered HTTP {status} {resp.reason}; expected 200")
+            raise DownloadError(f"{url} answered HTTP {status} {resp.reason}; expected 200")
         if total is not None and length is not None and offset + length != total:
-            raise ValueError(f"{url}: Content-Length {length} does not match Content-Range total {total}")
+            raise DownloadError(f"{url}: Content-Length {length} does not match Content-Range total {total}")
 
         digest = hashlib.sha256()
         if offset:
@@ -263,7 +258,7 @@ def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
                         block = resp.read(CHUNK)
                     except (OSError, http.client.HTTPException) as e:
                         bar.close()
-                        raise ValueError(
+                        raise DownloadError(
                             f"download interrupted after {received:,} of {_count(total)} bytes "
                             f"({type(e).__name__}: {e}); "
                             f"the partial file {partial} is kept: run the same command again to resume"
@@ -276,10 +271,12 @@ def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
                     bar.update(len(block))
                 out.flush()
                 os.fsync(out.fileno())
+        except OSError as e:  # unwritable, disk full, quota: bytes already written are kept for a resume
+            raise DownloadError(f"cannot write {partial}: {e.strerror or e}") from None
         finally:
             bar.close()
     if total is not None and received != total:
-        raise ValueError(f"download incomplete: received {received:,} bytes, the server announced {total:,}; "
+        raise DownloadError(f"download incomplete: received {received:,} bytes, the server announced {total:,}; "
                          f"the partial file {partial} is kept: run the same command again to resume")
     return digest.hexdigest()
 
@@ -294,18 +291,25 @@ def download_checkpoint(dest_dir: str | os.PathLike | None = None, *, url: str =
     sha256:   pinned hex digest; a mismatch deletes the download and raises ValueError.
     force:    download even when a valid file is already at the final path.
     timeout:  seconds without data before the transfer is abandoned (the partial is kept).
-    Raises ValueError (one line) on every failure; nothing is left at the final path.
+    Raises ValueError (one line) for a bad argument, before anything is fetched, and its subclass
+    DownloadError for a failed transfer or a file that fails a check; nothing is left at the final path.
     """
     pin = normalise_sha256(sha256)
-    folder = Path(dest_dir).expanduser() if dest_dir else weights_dir()
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--dir {folder} is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    check_url(url)
+    check_timeout(timeout)
+    folder = target_folder(dest_dir)
     final = folder / CHECKPOINT_NAME
-    partial = final.with_name(final.name + ".partial")
+    if final.exists() and not final.is_file():
+        raise ValueError(f"{final} exists and is not a file: move it away first")
+    with file_lock(folder / f".{CHECKPOINT_NAME}.lock"):
+        return _download_locked(folder, final, url, pin, force, timeout, progress)
 
+
+def _download_locked(folder: Path, final: Path, url: str, pin: str | None, force: bool, timeout: float,
+                     progress: bool) -> DownloadResult:
+    partial = final.with_name(final.name + ".partial")
     if final.is_file() and not force:
-        digest = sha256_file(final)
+        digest = file_sha256(final)
         try:
             read_state_dict(final)
             ok = pin is None or digest == pin
@@ -321,55 +325,20 @@ def download_checkpoint(dest_dir: str | os.PathLike | None = None, *, url: str =
                         final, digest, pin)
 
     log.info("download: %s -> %s", url, final)
-    digest = _fetch(url, partial, timeout, progress)
+    digest = _fetch(url, partial, timeout, progress)  # hashed while it streams in
     if pin is not None and digest != pin:
         partial.unlink(missing_ok=True)
-        raise ValueError(f"SHA-256 mismatch: the download has {digest}, --sha256 pins {pin}; "
+        raise DownloadError(f"SHA-256 mismatch: the download has {digest}, --sha256 pins {pin}; "
                          "the file was deleted (check the pin, or run again to download afresh)")
     try:
         tensors = len(read_state_dict(partial))
     except CheckpointError as e:
         partial.unlink(missing_ok=True)
-        raise ValueError(f"the downloaded file is not a valid ColorMNet checkpoint and was deleted "
+        raise DownloadError(f"the downloaded file is not a valid ColorMNet checkpoint and was deleted "
                          f"(run again to download afresh): {e}") from None
     size = partial.stat().st_size
-    os.replace(partial, final)
+    os.replace(partial, final)  # the .partial is the temporary name in the target folder
     record_sha256(final, digest)
     write_notice(folder)
-    log.debug("download: %s verified (%d tensors, every shape right)", final, tensors)
+    log.debug("download: %s verified (%d tensors, every shape right, all finite)", final, tensors)
     return DownloadResult(final, digest, size, downloaded=True)
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """What ``verify_checkpoint`` found. ``recorded`` is the hash in ``<file>.sha256`` (or None)."""
-
-    path: Path
-    sha256: str
-    size: int
-    tensors: int
-    recorded: str | None
-
-    @property
-    def matches_record(self) -> bool | None:
-        """True/False against the recorded hash; None when nothing is recorded."""
-        return None if self.recorded is None else self.recorded == self.sha256
-
-
-def verify_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> VerifyResult:
-    """Check an existing checkpoint: strict structural load, SHA-256, recorded and pinned hashes.
-
-    Raises ``CheckpointError`` (a ValueError) if the file is unusable, ValueError if its hash differs
-    from ``sha256`` or from the one recorded next to it.
-    """
-    pin = normalise_sha256(sha256)
-    path = Path(path).expanduser()
-    state = read_state_dict(path)
-    digest = sha256_file(path)
-    res = VerifyResult(path, digest, path.stat().st_size, len(state), read_recorded_sha256(path))
-    if pin is not None and digest != pin:
-        raise ValueError(f"{path} has SHA-256 {digest}, --sha256 pins {pin}")
-    if res.matches_record is False:
-        raise ValueError(f"{path} has SHA-256 {digest}, but {sha256_record_path(path).name} records "
-                         f"{res.recorded}: the file changed since it was downloaded")
-    return res
