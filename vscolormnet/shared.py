@@ -50,14 +50,17 @@ class _Table:
             if entry is None:
                 return
             entry[1] -= 1
-            if entry[1] <= 0:
-                del self.entries[key]
-                try:
-                    self.close(entry[0])
-                except Exception as e:  # noqa: BLE001 - closing must never raise into a finalizer
-                    log.warning("closing a shared %s failed: %s", self.name, e)
-                entry.clear()
-                _return_freed_memory()
+            if entry[1] > 0:
+                return
+            del self.entries[key]
+        # Closed outside the lock: closing may release other leases (and collect garbage, which may
+        # run finalizers that release more), so holding a table lock here could invert lock order.
+        try:
+            self.close(entry[0])
+        except Exception as e:  # noqa: BLE001 - closing must never raise into a finalizer
+            log.warning("closing a shared %s failed: %s", self.name, e)
+        entry.clear()
+        _return_freed_memory()
 
 
 def _return_freed_memory() -> None:
@@ -100,10 +103,12 @@ _networks = _Table("network", close=lambda net: None)
 
 
 def _close_backend(backend) -> None:
-    backend.close()
-    lease = getattr(backend, "network_lease", None)
-    if lease is not None:
-        lease.release()
+    try:
+        backend.close()
+    finally:
+        lease = getattr(backend, "network_lease", None)
+        if lease is not None:
+            lease.release()
 
 
 _backends = _Table("backend", close=_close_backend)
@@ -144,9 +149,9 @@ def acquire_backend(spec: BackendSpec, weights: str | Path, padded_hw: tuple[int
             return lease
         raise RuntimeError("backend auto: no backend could be started: "
                            + "; ".join(f"{c}: {why}" for c, why in skipped + failures))
-    size = tuple(padded_hw) if spec.needs_size else None
-    if spec.needs_size and size is None:
+    if spec.needs_size and padded_hw is None:
         raise ValueError(f"backend {spec.name!r} runs static graphs and needs the padded size")
+    size = tuple(padded_hw) if spec.needs_size else None
     key = (weights_identity(weights), spec.cache_key(), size)
 
     def make():
@@ -164,7 +169,7 @@ def acquire_backend(spec: BackendSpec, weights: str | Path, padded_hw: tuple[int
 
 def stats() -> dict[str, int]:
     """How many networks and backends are loaded, and how many leases hold them (for logs and checks)."""
-    with _networks.lock, _backends.lock:
+    with _backends.lock, _networks.lock:            # the order acquire_backend takes them in
         return {"networks": len(_networks.entries), "backends": len(_backends.entries),
                 "network_leases": sum(e[1] for e in _networks.entries.values()),
                 "backend_leases": sum(e[1] for e in _backends.entries.values())}

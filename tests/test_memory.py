@@ -1,0 +1,491 @@
+"""The memory layer on small random tensors: store bookkeeping, similarity and top-k softmax
+against direct formulas, consolidation / obsolete removal at the spec's frames with the spec's
+values, permanent slots, and snapshot independence (spec: colormnet-reference.md §4)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vscolormnet.config import MemoryConfig
+from vscolormnet.memory import KeyValueStore, MemoryManager
+from vscolormnet.memory import similarity as sim_fn
+
+C, V = 64, 512
+H, W = 2, 3
+HW = H * W
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster than two (and the results do not depend on it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rand_frame(g: torch.Generator, h: int = H, w: int = W):
+    """(key 1×64×h×w, shrinkage 1×1×h×w ≥ 1, value 1×2×512×h×w, selection 1×64×h×w ∈ (0,1))."""
+    key = 0.3 * torch.randn(1, C, h, w, generator=g)
+    shrinkage = 1 + torch.rand(1, 1, h, w, generator=g)
+    value = torch.randn(1, 2, V, h, w, generator=g)
+    selection = torch.sigmoid(torch.randn(1, C, h, w, generator=g))
+    return key, shrinkage, value, selection
+
+
+def flat(key, shrinkage, value, selection):
+    """As a store holds them: key 1×64×N, shrinkage 1×1×N, value 2×512×N, selection 1×64×N."""
+    return key.flatten(2), shrinkage.flatten(2), value[0].flatten(2), selection.flatten(2)
+
+
+# ---- reference formulas, written from the spec ----------------------------------------------
+def direct_similarity(mk, ms, qk, qe):
+    """S_ij = −(s_i/√C)·Σ_c e_jc (k_ic − q_jc)², element by element (no expansion)."""
+    diff2 = (mk[:, :, :, None] - qk[:, :, None, :]) ** 2                      # 1×C×N×M
+    s = -(diff2 * qe[:, :, None, :]).sum(1)                                   # 1×N×M
+    return s * ms.flatten(1)[:, :, None] / math.sqrt(mk.shape[1])
+
+
+def official_similarity(mk, ms, qk, qe):
+    """The official get_similarity (memory_util.py), expanded form, op for op as in the spec §4.2."""
+    ck = mk.shape[1]
+    mk, qk = mk.flatten(2), qk.flatten(2)
+    ms = ms.flatten(1).unsqueeze(2) if ms is not None else None
+    qe = qe.flatten(2) if qe is not None else None
+    if qe is not None:
+        mk = mk.transpose(1, 2)
+        a_sq = mk.pow(2) @ qe
+        two_ab = 2 * (mk @ (qk * qe))
+        b_sq = (qe * qk.pow(2)).sum(1, keepdim=True)
+        similarity = -a_sq + two_ab - b_sq
+    else:
+        a_sq = mk.pow(2).sum(1).unsqueeze(2)
+        two_ab = 2 * (mk.transpose(1, 2) @ qk)
+        similarity = -a_sq + two_ab
+    if ms is not None:
+        return similarity * ms / math.sqrt(ck)
+    return similarity / math.sqrt(ck)
+
+
+def plain_topk_softmax(sim, k):
+    """Per query column: softmax over its k largest entries (max-subtracted), zeros elsewhere."""
+    out = torch.zeros_like(sim)
+    n, m = sim.shape[1], sim.shape[2]
+    for j in range(m):
+        col = sim[0, :, j]
+        order = sorted(range(n), key=lambda i: -col[i].item())[:min(k, n)]
+        top = col[order]
+        e = torch.exp(top - top.max())
+        out[0, order, j] = e / e.sum()
+    return out
+
+
+# ---- KeyValueStore --------------------------------------------------------------------------
+def test_store_add_shapes_and_fresh_counters():
+    g = torch.Generator().manual_seed(0)
+    store = KeyValueStore(count_usage=True)
+    assert store.size == 0
+    f1, f2 = flat(*rand_frame(g)), flat(*rand_frame(g))
+    store.add(f1[0], f1[1], f1[2], f1[3])
+    store.add(f2[0], f2[1], f2[2], f2[3])
+    assert store.size == 2 * HW
+    assert store.key.shape == (1, C, 2 * HW) and store.shrinkage.shape == (1, 1, 2 * HW)
+    assert store.value.shape == (2, V, 2 * HW) and store.selection.shape == (1, C, 2 * HW)
+    assert torch.equal(store.key, torch.cat([f1[0], f2[0]], -1))
+    assert torch.equal(store.value, torch.cat([f1[2], f2[2]], -1))
+    assert torch.equal(store.use_count, torch.zeros(1, 1, 2 * HW))
+    assert torch.equal(store.life_count, torch.full((1, 1, 2 * HW), 1e-7))
+    assert store.nbytes() == 4 * 2 * HW * (C + 1 + 2 * V + C + 2)
+
+    plain = KeyValueStore(count_usage=False)
+    plain.add(f1[0], f1[1], f1[2])                  # long-term memory: no selection
+    assert plain.selection is None and plain.use_count is None and plain.life_count is None
+    plain.update_usage(torch.ones(HW))              # a no-op without counting
+    with pytest.raises(RuntimeError, match="does not count usage"):
+        plain.usage()
+
+
+def test_store_usage_counting():
+    g = torch.Generator().manual_seed(1)
+    store = KeyValueStore(count_usage=True)
+    k, s, v, e = flat(*rand_frame(g))
+    store.add(k, s, v, e)
+    u1, u2 = torch.rand(HW, generator=g), torch.rand(HW, generator=g)
+    store.update_usage(u1)
+    store.update_usage(u2)
+    assert torch.allclose(store.use_count.flatten(), u1 + u2)
+    assert torch.allclose(store.life_count.flatten(), torch.full((HW,), 2 + 1e-7))
+    assert torch.allclose(store.usage(), store.use_count / store.life_count)
+    # elements added later start fresh; old ones keep their history
+    store.add(k, s, v, e)
+    assert torch.equal(store.use_count[0, 0, HW:], torch.zeros(HW))
+    assert torch.allclose(store.use_count[0, 0, :HW], u1 + u2)
+
+
+def test_store_remove_range_keep_and_sliced():
+    g = torch.Generator().manual_seed(2)
+    store = KeyValueStore(count_usage=True)
+    frames = [flat(*rand_frame(g)) for _ in range(4)]
+    for k, s, v, e in frames:
+        store.add(k, s, v, e)
+    store.update_usage(torch.rand(4 * HW, generator=g))
+    use_before = store.use_count.clone()
+
+    key, shrinkage, selection, usage, value = store.sliced(HW, 3 * HW)
+    assert torch.equal(key, torch.cat([frames[1][0], frames[2][0]], -1))
+    assert torch.equal(shrinkage, torch.cat([frames[1][1], frames[2][1]], -1))
+    assert torch.equal(value, torch.cat([frames[1][2], frames[2][2]], -1))
+    assert torch.equal(selection, torch.cat([frames[1][3], frames[2][3]], -1))
+    assert torch.equal(usage, (store.use_count / store.life_count)[:, :, HW:3 * HW])
+
+    store.remove_range(HW, 3 * HW)
+    assert store.size == 2 * HW
+    assert torch.equal(store.key, torch.cat([frames[0][0], frames[3][0]], -1))
+    assert torch.equal(store.shrinkage, torch.cat([frames[0][1], frames[3][1]], -1))
+    assert torch.equal(store.value, torch.cat([frames[0][2], frames[3][2]], -1))
+    assert torch.equal(store.use_count, torch.cat([use_before[:, :, :HW], use_before[:, :, 3 * HW:]], -1))
+
+    mask = torch.zeros(2 * HW, dtype=torch.bool)
+    mask[1::2] = True
+    kept_key = store.key[:, :, mask]
+    store.keep(mask)
+    assert store.size == HW and torch.equal(store.key, kept_key)
+    assert store.life_count.shape == store.use_count.shape == (1, 1, HW)
+
+
+def test_store_remove_obsolete_keeps_the_most_used():
+    store = KeyValueStore(count_usage=True)
+    n = 10
+    g = torch.Generator().manual_seed(3)
+    store.add(torch.randn(1, C, n, generator=g), 1 + torch.rand(1, 1, n, generator=g),
+              torch.randn(2, V, n, generator=g))
+    use = torch.tensor([5., 1., 9., 3., 7., 0., 8., 2., 6., 4.])
+    store.use_count = use.view(1, 1, n).clone()
+    store.life_count = torch.full((1, 1, n), 2.0)
+    key = store.key.clone()
+    store.remove_obsolete(6)
+    assert store.size == 6
+    survivors = use > 3                             # the 4 least used (0, 1, 2, 3) go
+    assert torch.equal(store.key, key[:, :, survivors])
+    assert torch.equal(store.use_count.flatten(), use[survivors])
+    store.remove_obsolete(6)                        # at or below the limit: nothing happens
+    assert store.size == 6
+    # ties at the threshold evict more (as upstream)
+    store.use_count = torch.tensor([1., 1., 1., 5., 6., 7.]).view(1, 1, 6)
+    store.remove_obsolete(4)
+    assert store.size == 3
+
+
+def test_store_clone_is_independent():
+    g = torch.Generator().manual_seed(4)
+    store = KeyValueStore(count_usage=True)
+    for _ in range(3):
+        k, s, v, e = flat(*rand_frame(g))
+        store.add(k, s, v, e)
+    snap = store.clone()
+    saved = {n: getattr(snap, n).clone() for n in ("key", "shrinkage", "selection", "value", "use_count",
+                                                   "life_count")}
+    store.update_usage(torch.rand(3 * HW, generator=g))   # in place on the original
+    store.remove_range(0, HW)
+    store.add(k, s, v, e)
+    for name, t in saved.items():
+        assert torch.equal(getattr(snap, name), t), name
+    snap.update_usage(torch.ones(3 * HW))                 # and the other way round
+    assert not torch.equal(snap.use_count, store.use_count)
+
+
+# ---- similarity and softmax -----------------------------------------------------------------
+@pytest.mark.parametrize("with_shrinkage", [True, False])
+def test_similarity_matches_direct_formula(with_shrinkage):
+    g = torch.Generator().manual_seed(5)
+    n, m = 13, 7
+    mk = torch.randn(1, C, n, generator=g, dtype=torch.float64)
+    ms = 1 + torch.rand(1, 1, n, generator=g, dtype=torch.float64)
+    qk = torch.randn(1, C, m, generator=g, dtype=torch.float64)
+    qe = torch.rand(1, C, m, generator=g, dtype=torch.float64)
+    got = sim_fn.similarity(mk, ms if with_shrinkage else None, qk, qe)
+    want = direct_similarity(mk, ms if with_shrinkage else torch.ones_like(ms), qk, qe)
+    assert got.shape == (1, n, m)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert (got <= 1e-12).all(), "S ≤ 0 (safe to exponentiate without the max)"
+
+
+def test_similarity_without_selection_drops_the_query_norm():
+    g = torch.Generator().manual_seed(6)
+    mk = torch.randn(1, C, 9, generator=g, dtype=torch.float64)
+    ms = 1 + torch.rand(1, 1, 9, generator=g, dtype=torch.float64)
+    qk = torch.randn(1, C, 4, generator=g, dtype=torch.float64)
+    # −(s_i/√C)·(‖k_i‖² − 2 k_i·q_j): the full distance minus the ‖q_j‖² term
+    full = direct_similarity(mk, ms, qk, torch.ones_like(qk))
+    q_sq = (qk ** 2).sum(1)[:, None, :] * ms.flatten(1)[:, :, None] / math.sqrt(C)
+    assert torch.allclose(sim_fn.similarity(mk, ms, qk, None), full + q_sq, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("with_selection", [True, False])
+def test_similarity_is_the_official_computation_bit_for_bit(with_selection):
+    g = torch.Generator().manual_seed(7)
+    k, s, _, _ = rand_frame(g, 4, 5)
+    qk, _, _, qe = rand_frame(g, 3, 3)
+    qe = qe.flatten(2) if with_selection else None
+    got = sim_fn.similarity(k.flatten(2), s.flatten(2), qk.flatten(2), qe)
+    assert torch.equal(got, official_similarity(k, s, qk, qe))
+
+
+@pytest.mark.parametrize("k", [1, 5, 30])
+def test_topk_softmax_matches_plain_implementation(k):
+    g = torch.Generator().manual_seed(8)
+    n, m = 20, 6
+    sim = -torch.rand(1, n, m, generator=g, dtype=torch.float64) * 10
+    want = plain_topk_softmax(sim, k)
+    got = sim_fn.topk_softmax(sim.clone(), k)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got.sum(1), torch.ones(1, m, dtype=torch.float64))
+    assert ((got > 0).sum(1) == min(k, n)).all()
+
+
+def test_topk_softmax_works_in_place_and_full_softmax_matches():
+    g = torch.Generator().manual_seed(9)
+    sim = -torch.rand(1, 8, 3, generator=g) * 5
+    full = sim_fn.softmax(sim)
+    assert torch.allclose(full, torch.softmax(sim, dim=1))
+    buf = sim.clone()
+    out = sim_fn.topk_softmax(buf, 100)             # k ≥ N: an ordinary softmax
+    assert out is buf
+    assert torch.allclose(out, full, atol=1e-7)
+
+
+# ---- the manager: readout and usage ---------------------------------------------------------
+def small_config(**kw):
+    base = {"mem_every": 1, "max_mid_term_frames": 4, "min_mid_term_frames": 2, "num_prototypes": 5,
+            "max_long_term_elements": 12, "top_k": 1000, "enable_long_term": True}
+    base.update(kw)
+    return MemoryConfig(**base)
+
+
+def test_read_is_topk_readout_over_long_then_work_and_counts_usage():
+    g = torch.Generator().manual_seed(10)
+    mm = MemoryManager(small_config(top_k=7), count_long_term_usage=True)
+    mm.add_permanent(*rand_frame(g)[:3], rand_frame(g)[3])
+    for _ in range(3):                              # the third add consolidates: long-term memory engaged
+        mm.add(*rand_frame(g))
+    assert mm.long.size == 5 and mm.work.size == 2 * HW
+    qk, _, _, qe = rand_frame(g)
+    key = torch.cat([mm.long.key, mm.work.key], -1)
+    shrink = torch.cat([mm.long.shrinkage, mm.work.shrinkage], -1)
+    value = torch.cat([mm.long.value, mm.work.value], -1)
+    aff = plain_topk_softmax(direct_similarity(key.double(), shrink.double(), qk.flatten(2).double(),
+                                               qe.flatten(2).double()), 7)
+    want = (value.double() @ aff).view(1, 2, V, H, W)
+    use_long, use_work = mm.long.use_count.clone(), mm.work.use_count.clone()
+    life_long, life_work = mm.long.life_count.clone(), mm.work.life_count.clone()
+    out = mm.read(qk, qe)
+    assert out.shape == (1, 2, V, H, W)
+    assert torch.allclose(out.double(), want, atol=1e-4)
+    usage = aff.sum(2).float()
+    assert torch.allclose(mm.long.use_count.flatten(), use_long.flatten() + usage[0, :5], atol=1e-5)
+    assert torch.allclose(mm.work.use_count.flatten(), use_work.flatten() + usage[0, 5:], atol=1e-5)
+    assert torch.equal(mm.long.life_count, life_long + 1) and torch.equal(mm.work.life_count, life_work + 1)
+
+
+def test_long_term_usage_not_counted_unless_asked():
+    g = torch.Generator().manual_seed(11)
+    mm = MemoryManager(small_config(), count_long_term_usage=False)
+    mm.add_permanent(*rand_frame(g))
+    for _ in range(3):
+        mm.add(*rand_frame(g))
+    assert mm.long.size > 0 and mm.long.use_count is None
+    qk, _, _, qe = rand_frame(g)
+    mm.read(qk, qe)
+    assert mm.long.use_count is None and mm.work.use_count is not None
+    assert mm.long.selection is None, "long-term memory stores no selection"
+
+
+def test_without_long_term_memory_work_grows_and_nothing_is_counted():
+    g = torch.Generator().manual_seed(12)
+    mm = MemoryManager(small_config(enable_long_term=False), count_long_term_usage=False)
+    mm.add_permanent(*rand_frame(g))
+    for _ in range(8):
+        mm.add(*rand_frame(g))
+        mm.read(*[t for i, t in enumerate(rand_frame(g)) if i in (0, 3)])
+    assert mm.work.size == 9 * HW and mm.long.size == 0 and mm.consolidations == 0
+    assert mm.work.use_count is None and mm.work.selection is None
+
+
+# ---- the manager: consolidation and obsolete removal ----------------------------------------
+def expected_prototypes(key, shrinkage, selection, usage, value, num):
+    """Spec §4.4 compress_features/consolidation, from the candidates' tensors."""
+    _, idx = torch.topk(usage, k=num, dim=-1, sorted=True)
+    idx = idx.flatten()
+    pk, pe = key[:, :, idx], selection[:, :, idx]
+    aff = torch.softmax(direct_similarity(key.double(), shrinkage.double(), pk.double(), pe.double()), dim=1)
+    return pk, (shrinkage.double() @ aff).float(), (value.double() @ aff).float()
+
+
+@pytest.mark.parametrize("permanent_frames", [1, 2])
+def test_consolidation_and_removal_follow_the_spec(permanent_frames):
+    cfg = small_config()                            # max 4 frames (1 ref slot), min 2, 5 protos, long ≤ 12
+    g = torch.Generator().manual_seed(20 + permanent_frames)
+    mm = MemoryManager(cfg, count_long_term_usage=True)
+    perm = [rand_frame(g) for _ in range(permanent_frames)]
+    for f in perm:
+        mm.add_permanent(*f)
+    P = permanent_frames * HW
+    max_work = (cfg.max_mid_term_frames - 1) * HW + P          # the official 10·HW with one reference
+    kept = (cfg.min_mid_term_frames - 1) * HW                 # the official 4·HW
+    limit = cfg.max_long_term_elements - cfg.num_prototypes    # the official 10000 − 128
+    consolidated_at, removed_at = [], []
+    work_frames = permanent_frames
+    for t in range(14):
+        frame = rand_frame(g)
+        before = mm.work.clone(), mm.long.clone()
+        mm.add(*frame)
+        # integer bookkeeping from the spec, independent of the implementation
+        work_frames += 1
+        if work_frames * HW >= max_work:
+            removal = before[1].size >= limit
+            consolidated_at.append(t)
+            if removal:
+                removed_at.append(t)
+            # the candidates: every non-permanent element but the newest (min−1) frames
+            work_now = KeyValueStore(True)
+            work_now.__dict__.update(before[0].__dict__)
+            k, s, v, e = flat(*frame)
+            work_now.add(k, s, v, e)
+            cand = work_now.sliced(P, work_now.size - kept)
+            pk, ps, pv = expected_prototypes(*cand, cfg.num_prototypes)
+            long_old = before[1]
+            if removal:
+                use = long_old.usage().flatten()
+                threshold = torch.sort(use).values[long_old.size - limit - 1]
+                survivors = use > threshold
+                assert torch.equal(mm.long.key[:, :, :int(survivors.sum())], long_old.key[:, :, survivors])
+                assert mm.long.size == int(survivors.sum()) + cfg.num_prototypes
+            elif long_old.size:
+                assert torch.equal(mm.long.key[:, :, :long_old.size], long_old.key)
+            if not removal:
+                assert mm.long.size == long_old.size + cfg.num_prototypes
+            assert torch.equal(mm.long.key[:, :, -cfg.num_prototypes:], pk)
+            assert torch.allclose(mm.long.shrinkage[:, :, -cfg.num_prototypes:], ps, atol=1e-5)
+            assert torch.allclose(mm.long.value[:, :, -cfg.num_prototypes:], pv, atol=1e-5)
+            # working memory: the permanent slots plus the newest (min−1) frames, untouched
+            assert mm.work.size == P + kept
+            assert torch.equal(mm.work.key, torch.cat([work_now.key[:, :, :P], work_now.key[:, :, -kept:]], -1))
+            work_frames = cfg.min_mid_term_frames - 1 + permanent_frames
+        assert mm.work.size == work_frames * HW
+        assert mm.consolidations == len(consolidated_at) and mm.obsolete_removals == len(removed_at)
+        # a read between frames, so that usage (and thus prototype choice and eviction) varies
+        mm.read(frame[0] + 0.1 * torch.randn(frame[0].shape, generator=g), frame[3])
+    # max_mid_term_frames − 1 = 3 non-permanent frames fill working memory, whatever the number of
+    # permanent slots (one slot: the official 10 frames incl. the reference); then every max − min frames
+    first = cfg.max_mid_term_frames - 2
+    assert consolidated_at == list(range(first, 14, 2))
+    # long-term: 5, 10, then ≥ 7 elements before each further consolidation: removal every time after
+    assert removed_at == consolidated_at[2:]
+    assert mm.long.size <= cfg.max_long_term_elements
+
+
+def test_removal_without_long_term_usage_raises():
+    g = torch.Generator().manual_seed(30)
+    mm = MemoryManager(small_config(), count_long_term_usage=False)
+    mm.add_permanent(*rand_frame(g))
+    with pytest.raises(RuntimeError, match="does not count usage"):
+        for _ in range(10):
+            mm.add(*rand_frame(g))
+
+
+# ---- permanent slots ------------------------------------------------------------------------
+def test_permanent_slots_survive_consolidation_removal_and_resets():
+    g = torch.Generator().manual_seed(40)
+    mm = MemoryManager(small_config(), count_long_term_usage=True)
+    refs = [rand_frame(g) for _ in range(2)]
+    for f in refs:
+        mm.add_permanent(*f)
+    assert mm.permanent == 2 * HW and mm.permanent_frames == 2
+    ref_key = torch.cat([flat(*f)[0] for f in refs], -1)
+    ref_value = torch.cat([flat(*f)[2] for f in refs], -1)
+    ref_sel = torch.cat([flat(*f)[3] for f in refs], -1)
+
+    def check():
+        assert torch.equal(mm.work.key[:, :, :2 * HW], ref_key)
+        assert torch.equal(mm.work.value[:, :, :2 * HW], ref_value)
+        assert torch.equal(mm.work.selection[:, :, :2 * HW], ref_sel)
+
+    for _ in range(3):
+        for _ in range(9):
+            frame = rand_frame(g)
+            mm.add(*frame)
+            mm.read(frame[0], frame[3])
+            check()
+        assert mm.consolidations > 0
+        mm.clear_non_permanent()
+        check()
+        assert mm.work.size == 2 * HW and mm.long.size == 0
+        assert torch.equal(mm.work.use_count, torch.zeros(1, 1, 2 * HW))
+        assert torch.equal(mm.work.life_count, torch.full((1, 1, 2 * HW), 1e-7))
+        assert mm.long.count_usage, "the long-term store keeps its usage setting"
+    assert mm.obsolete_removals > 0
+
+
+def test_permanent_must_come_first():
+    g = torch.Generator().manual_seed(41)
+    mm = MemoryManager(small_config(), count_long_term_usage=False)
+    mm.add_permanent(*rand_frame(g))
+    mm.add(*rand_frame(g))
+    with pytest.raises(RuntimeError, match="before other frames"):
+        mm.add_permanent(*rand_frame(g))
+
+
+# ---- snapshots ------------------------------------------------------------------------------
+def _state(mm):
+    out = {"sizes": (mm.work.size, mm.long.size, mm.consolidations, mm.obsolete_removals, mm.permanent_frames)}
+    for store_name in ("work", "long"):
+        store = getattr(mm, store_name)
+        for name in ("key", "shrinkage", "selection", "value", "use_count", "life_count"):
+            t = getattr(store, name)
+            out[f"{store_name}.{name}"] = None if t is None else t.clone()
+    return out
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], torch.Tensor):
+            assert torch.equal(a[name], b[name]), name
+        else:
+            assert a[name] == b[name], name
+
+
+def test_clone_is_independent_of_later_changes():
+    g = torch.Generator().manual_seed(50)
+    mm = MemoryManager(small_config(), count_long_term_usage=True)
+    mm.add_permanent(*rand_frame(g))
+    for _ in range(6):
+        frame = rand_frame(g)
+        mm.add(*frame)
+        mm.read(frame[0], frame[3])
+    assert mm.long.size > 0
+    snap = mm.clone()
+    saved = _state(snap)
+    # in-place usage updates, consolidation, removal, reset on the original
+    for _ in range(7):
+        frame = rand_frame(g)
+        mm.read(frame[0], frame[3])
+        mm.add(*frame)
+    mm.clear_non_permanent()
+    _same(_state(snap), saved)
+    # and the other way round
+    saved_orig = _state(mm)
+    for _ in range(5):
+        frame = rand_frame(g)
+        snap.read(frame[0], frame[3])
+        snap.add(*frame)
+    _same(_state(mm), saved_orig)
+    # the snapshot continues exactly like the original would have
+    a, b = snap.clone(), snap.clone()
+    frame = rand_frame(g)
+    assert torch.equal(a.read(frame[0], frame[3]), b.read(frame[0], frame[3]))
+    a.add(*frame)
+    b.add(*frame)
+    _same(_state(a), _state(b))
