@@ -51,6 +51,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | bytearray | memoryview |
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _plain_file_mode())      # mkstemp makes 0600; give what open() would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -143,4 +144,12 @@ def temp_path_beside(path: str | os.PathLike, suffix: str = "") -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _plain_file_mode())
     return Path(tmp)
+
+
+def _plain_file_mode() -> int:
+    """``0o666`` minus the process umask: the mode a plain ``open(path, "w")`` gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

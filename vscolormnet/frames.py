@@ -2,9 +2,12 @@
 
 Frames are read at their native size; the network runs on the zero-padded frame; the
 output keeps each frame's own L and takes the predicted ab (``OUT_DIR/<stem>.png``).
+Every frame is checked (readable, one size) before the network loads, and every output file
+(PNGs, ``save_ab``) is written atomically, so a failed or interrupted run leaves no torn file.
 """
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import time
@@ -16,7 +19,8 @@ from PIL import Image
 
 from . import color
 from .color import compose_rgb, lab_float32, network_ab, network_image
-from .images import list_images, read_rgb
+from .fileutil import atomic_write
+from .images import ImageError, is_colour, list_images, read_rgb
 from .backends import create_backend
 from .backends.base import StageTimes
 from .config import MemoryConfig
@@ -28,6 +32,30 @@ log = logging.getLogger("vscolormnet")
 def list_frames(folder: str | Path) -> list[Path]:
     """``*.png|*.jpg|…`` in ``folder``, sorted by name; hidden files skipped."""
     return list_images(folder, "frames folder")
+
+
+def check_frames(frames: list[Path]) -> tuple[int, int]:
+    """``(width, height)`` shared by all ``frames``, from the headers only (cheap); ``ImageError`` naming
+    the first frame that cannot be opened or has another size."""
+    size = None
+    for p in frames:
+        try:
+            with Image.open(p) as im:
+                s = im.size
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's corrupt-file errors
+            raise ImageError(f"frame {p} cannot be read as an image: {e}") from None
+        if size is None:
+            size = s
+        elif s != size:
+            raise ImageError(f"frame {p} is {s[0]}x{s[1]}, expected {size[0]}x{size[1]} like the first frame "
+                             f"{frames[0].name}; all frames must have one size")
+    return size
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 @dataclass
@@ -45,15 +73,38 @@ class FramesResult:
 def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame_is_ref=False,
                     config: MemoryConfig = MemoryConfig(), backend="torch", device="cpu", device_id=0, fp16=False,
                     save_ab=None, progress=True, times: StageTimes | None = None) -> FramesResult:
-    """Colourise ``frames_dir`` with one reference; write PNGs to ``out_dir`` when given."""
+    """Colourise ``frames_dir`` with one reference; write PNGs to ``out_dir`` when given.
+
+    ``save_ab``: also write ab', memory sizes and frame names there (``.npz`` appended if missing).
+    """
     config.validate()
     frames = list_frames(frames_dir)
-    first = read_rgb(frames[0])
+    check_frames(frames)
+    first = read_rgb(frames[0], "frame")
     h, w = first.shape[:2]
+    ref_rgb = read_rgb(ref_image, "ref image")
+    if not is_colour(ref_rgb):
+        raise ImageError(f"ref image {ref_image} is grayscale; a reference must be in colour")
     be = create_backend(backend, weights=weights, device=device, device_id=device_id, fp16=fp16,
                         padded_hw=color.padded_size(h, w))
+    try:
+        result = _run(be, frames, first, ref_rgb, out_dir, first_frame_is_ref, config, progress, times)
+    finally:
+        be.close()
+    if save_ab:
+        path = Path(save_ab) if str(save_ab).endswith(".npz") else Path(f"{save_ab}.npz")
+        atomic_write(path, lambda f: np.savez(
+            f, ab_pred=result.ab_pred, work_mem_size=result.work_mem_size, long_mem_size=result.long_mem_size,
+            n_consolidations=result.n_consolidations, n_obsolete_removals=result.n_obsolete_removals,
+            frames=np.array([p.name for p in frames])))
+    return result
+
+
+def _run(be, frames: list[Path], first: np.ndarray, ref_rgb: np.ndarray, out_dir, first_frame_is_ref: bool,
+         config: MemoryConfig, progress: bool, times: StageTimes | None) -> FramesResult:
+    h, w = first.shape[:2]
     dev = be.device
-    ref_rgb = color.resize_rgb_like_pil(read_rgb(ref_image), (w, h))
+    ref_rgb = color.resize_rgb_like_pil(ref_rgb, (w, h))
     ref_lab = lab_float32(ref_rgb, dev)
     if first_frame_is_ref:
         ref_L = lab_float32(first, dev)[0]
@@ -70,9 +121,9 @@ def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame
     t_start = time.perf_counter()
     t_after_first = None
     for i, path in enumerate(frames):
-        rgb = first if i == 0 else read_rgb(path)
+        rgb = first if i == 0 else read_rgb(path, "frame")
         if rgb.shape[:2] != (h, w):
-            raise ValueError(f"frame {path} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h} like the first frame")
+            raise ImageError(f"frame {path} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h} like the first frame")
         with times.measure("colour_conversion"):
             L = lab_float32(rgb, dev)[0]
             image = network_image(L)
@@ -87,7 +138,7 @@ def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame
         if out_dir is not None:
             with times.measure("colour_conversion"):
                 out = compose_rgb(L, ab)
-            Image.fromarray(out).save(Path(out_dir) / f"{path.stem}.png")
+            atomic_write(Path(out_dir) / f"{path.stem}.png", _png_bytes(out))
         if i == 0:
             t_after_first = time.perf_counter()
         if progress:
@@ -95,12 +146,5 @@ def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame
             print(f"\rcolorize-frames: {i + 1}/{n} frames, {elapsed / (i + 1):.2f} s/frame",
                   end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
     spf = ((time.perf_counter() - t_after_first) / (n - 1)) if n > 1 else float("nan")
-    result = FramesResult(np.stack(abs_).astype(np.float32), np.array(work, np.int64),
-                          np.array(long_, np.int64), np.array(cons, np.int64), np.array(rem, np.int64), spf)
-    if save_ab:
-        np.savez(save_ab, ab_pred=result.ab_pred, work_mem_size=result.work_mem_size,
-                 long_mem_size=result.long_mem_size, n_consolidations=result.n_consolidations,
-                 n_obsolete_removals=result.n_obsolete_removals,
-                 frames=np.array([p.name for p in frames]))
-    be.close()
-    return result
+    return FramesResult(np.stack(abs_).astype(np.float32), np.array(work, np.int64),
+                        np.array(long_, np.int64), np.array(cons, np.int64), np.array(rem, np.int64), spf)

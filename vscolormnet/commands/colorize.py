@@ -1,9 +1,17 @@
-"""colorize: video file in, colourised video file out (the same graph a .vpy would build)."""
+"""colorize: video file in, colourised video file out (the same graph a .vpy would build).
+
+Every argument is checked before the video is opened (indexing a film takes a while), and the
+output settings are tried on one blank frame before the first frame is rendered, so mistakes
+cost seconds. The output is never one of the inputs and only ever appears complete.
+"""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from .colorize_frames import add_backend_arguments, add_memory_arguments
+from ..geometry import DEFAULT_SIZE, SIZE_CHOICES
+from .common import (add_backend_arguments, add_memory_arguments, backend_options, check_output_file,
+                     memory_config, refuse_inputs)
 
 HELP = "colourise a video file from colour reference image(s) and encode it with ffmpeg"
 
@@ -12,10 +20,12 @@ def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("input", metavar="INPUT_VIDEO")
     p.add_argument("--ref", required=True, nargs="+", metavar="REF_IMAGE",
                    help="colour reference image(s), or one folder made by `refs extract`")
-    p.add_argument("-o", "--output", required=True, metavar="OUTPUT_VIDEO")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT_VIDEO",
+                   help="output file; its extension picks the container (.mkv, .mp4, ...)")
     p.add_argument("--ref-frames", type=int, nargs="+", metavar="N",
                    help="reference i is the colour version of frame N_i (default: exemplars)")
-    p.add_argument("--size", default="512", help="inference size: 384, 512, 640 or native (default 512)")
+    p.add_argument("--size", default=DEFAULT_SIZE, type=str.lower, choices=SIZE_CHOICES,
+                   help=f"inference size: {', '.join(SIZE_CHOICES)} (default {DEFAULT_SIZE})")
     p.add_argument("--weights", default=None, metavar="CKPT")
     p.add_argument("--scene-reset", action="store_true",
                    help="detect scene cuts (scd.Detect) and reset the memory there")
@@ -28,35 +38,101 @@ def add_arguments(p) -> None:  # noqa: D103
                    help="also write a PNG: gray input / reference / result, at the middle frame")
 
 
+def check_refs(refs: list[str], ref_frames: list[int] | None) -> str | list[str]:
+    """``--ref`` as Colorize's ``ref``: colour image files, or one reference folder (checked here)."""
+    from ..images import is_colour, read_rgb
+    folders = [r for r in refs if Path(r).expanduser().is_dir()]
+    if folders:
+        if len(refs) > 1:
+            raise ValueError(f"--ref takes colour images or one reference folder, not both or several folders "
+                             f"(got folder {folders[0]} among {len(refs)} arguments)")
+        if ref_frames is not None:
+            raise ValueError("--ref-frames cannot be used with a reference folder (its ref_<frame> file names "
+                             "give the frames)")
+        from ..refs import load_reference_folder
+        try:
+            load_reference_folder(folders[0])
+        except ValueError as e:
+            raise ValueError(f"--ref {folders[0]}: {e}") from None
+        return folders[0]
+    for r in refs:
+        if not is_colour(read_rgb(r, "--ref image")):
+            raise ValueError(f"--ref image {r} is grayscale; a reference must be in colour")
+    if ref_frames is not None:
+        if len(ref_frames) != len(refs):
+            raise ValueError(f"--ref-frames must give one frame number per --ref image ({len(refs)}), "
+                             f"got {len(ref_frames)}")
+        if any(n < 0 for n in ref_frames):
+            raise ValueError(f"--ref-frames must be frame numbers ≥ 0, got {min(ref_frames)}")
+        if len(set(ref_frames)) != len(ref_frames):
+            raise ValueError(f"--ref-frames must not repeat a frame, got {' '.join(map(str, ref_frames))}")
+    return list(refs)
+
+
+def check_arguments(args) -> dict:
+    """Everything that can be checked without opening the video; returns the prepared pieces."""
+    from ..encode import DEFAULT_CODEC_ARGS, parse_codec_args
+    from ..weights import CheckpointError, resolve_weights
+    memory = memory_config(args)
+    backend = backend_options(args)
+    codec_args = parse_codec_args(args.codec_args if args.codec_args is not None else DEFAULT_CODEC_ARGS)
+    src = Path(args.input).expanduser()
+    if src.suffix.lower() == ".vpy":
+        raise ValueError(f"INPUT_VIDEO {src} is a VapourSynth script; run it with vspipe "
+                         "(see README, examples/render.sh), or give a video file")
+    if not src.is_file():
+        raise ValueError(f"INPUT_VIDEO {src} " + ("is not a file" if src.exists() else "does not exist"))
+    try:
+        weights = resolve_weights(args.weights)
+    except CheckpointError as e:
+        raise CheckpointError(f"--weights: {e}") from None
+    ref = check_refs(args.ref, args.ref_frames)
+    output = check_output_file(args.output, "-o", need_suffix="-f" not in codec_args)
+    inputs = [("INPUT_VIDEO", src), ("--weights", weights),
+              *((f"--ref {'folder' if isinstance(ref, str) else 'image'}", r) for r in args.ref)]
+    refuse_inputs(output, "-o", inputs)
+    sbs = None
+    if args.side_by_side:
+        sbs = check_output_file(args.side_by_side, "--side-by-side", suffixes=(".png",))
+        refuse_inputs(sbs, "--side-by-side", [*inputs, ("-o", output)])
+    return dict(memory=memory, backend=backend, codec_args=codec_args, src=src, weights=weights, ref=ref,
+                output=output, side_by_side=sbs)
+
+
 def run(args) -> int:  # noqa: D103
     import vapoursynth as vs
 
-    from ..encode import DEFAULT_CODEC_ARGS, encode
+    from ..encode import check_encoder, encode
     from ..filter import Colorize
-    from .colorize_frames import memory_config
+    from ..vsformat import open_video
 
-    if not Path(args.input).is_file():
-        raise ValueError(f"input video {args.input} does not exist")
-    core = vs.core
-    clip = core.bs.VideoSource(str(args.input), cachemode=0, showprogress=False)
-    ref = args.ref[0] if len(args.ref) == 1 and Path(args.ref[0]).is_dir() else args.ref
-    cfg = memory_config(args)
-    scene_reset = args.scene_reset
-    if scene_reset:
+    a = check_arguments(args)
+    clip = open_video(a["src"], "INPUT_VIDEO")
+    if args.ref_frames is not None and max(args.ref_frames) >= clip.num_frames:
+        raise ValueError(f"--ref-frames must be within 0…{clip.num_frames - 1} ({a['src']} has "
+                         f"{clip.num_frames} frames), got {max(args.ref_frames)}")
+    if args.scene_reset:
         from ..scenes import detector_clip
-        clip = core.std.CopyFrameProps(clip, detector_clip(clip), props=["_SceneChangePrev"])
-    try:
-        out = Colorize(clip, ref, ref_frames=args.ref_frames, size=args.size, weights=args.weights,
-                       backend=args.backend, device=args.device or ("auto" if args.backend == "auto" else "cpu"), device_id=args.device_id, fp16=args.fp16,
-                       scene_reset=scene_reset, mem_every=cfg.mem_every,
-                       max_mid_term_frames=cfg.max_mid_term_frames, min_mid_term_frames=cfg.min_mid_term_frames,
-                       num_prototypes=cfg.num_prototypes, max_long_term_elements=cfg.max_long_term_elements,
-                       top_k=cfg.top_k, enable_long_term=cfg.enable_long_term)
-    except vs.Error as e:
-        raise ValueError(str(e)) from None
-    encode(out, args.output, args.codec_args or DEFAULT_CODEC_ARGS,
-           audio_from=None if args.no_audio else args.input)
-    if args.side_by_side:
-        from ..preview import side_by_side
-        side_by_side(clip, out, ref, args.side_by_side)
+        clip = vs.core.std.CopyFrameProps(clip, detector_clip(clip), props=["_SceneChangePrev"])
+    audio = None if args.no_audio else str(a["src"])
+    check_encoder(clip, a["output"], a["codec_args"], audio_from=audio)
+    out = Colorize(clip, a["ref"], ref_frames=args.ref_frames, size=args.size, weights=str(a["weights"]),
+                   scene_reset=args.scene_reset, memory=a["memory"], **a["backend"])
+
+    middle, kept = clip.num_frames // 2, {}
+
+    def keep(n: int, frame) -> None:
+        if n == middle and a["side_by_side"] is not None:
+            kept["frame"] = frame.copy()
+    encode(out, a["output"], a["codec_args"], audio_from=audio, on_frame=keep)
+    print(f"colorize: wrote {a['output']}", file=sys.stderr)
+    if a["side_by_side"] is not None:
+        from ..encode import for_y4m
+        from ..preview import frame_clip, side_by_side
+        if "frame" in kept:
+            side_by_side(clip, frame_clip(kept["frame"], for_y4m(out)), a["ref"], a["side_by_side"], n=middle,
+                         result_n=0)
+        else:       # ffmpeg stopped before the middle frame (e.g. -frames:v in --codec-args)
+            side_by_side(clip, out, a["ref"], a["side_by_side"], n=middle)
+        print(f"colorize: wrote {a['side_by_side']}", file=sys.stderr)
     return 0

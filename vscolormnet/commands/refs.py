@@ -38,6 +38,10 @@ def run(args) -> int:  # noqa: D103
 
 def _extract(args) -> int:
     from ..refs import extract_references
+    if not 1 <= args.threshold <= 254:      # checked before the video is opened (indexing takes a while)
+        raise ValueError(f"--threshold must be within 1..254 (mean luma difference, 8-bit), got {args.threshold}")
+    if args.min_shot_length < 1:
+        raise ValueError(f"--min-shot-length must be >= 1 frame, got {args.min_shot_length}")
     res = extract_references(args.input, args.output, threshold=args.threshold,
                              min_shot_length=args.min_shot_length, pick=args.pick, overwrite=args.overwrite)
     print(f"refs: {res.num_frames} frames, {len(res.shots)} shots, cuts at frames "

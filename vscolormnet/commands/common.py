@@ -1,0 +1,186 @@
+"""Shared pieces of the commands: memory/backend flags, errors that name the flag as typed, path checks.
+
+Every check here is cheap and runs before any video is opened or any frame rendered, so a
+typo costs a second, not a night of rendering. Errors are ``ValueError`` (``__main__`` prints
+them as one line and exits 2); ``CommandError`` is a failure after work began (exit 1).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import threading
+from pathlib import Path
+
+from ..config import MemoryConfig
+
+MEMORY_FLAGS = {"mem_every": "--mem-every", "max_mid_term_frames": "--max-mid-term-frames",
+                "min_mid_term_frames": "--min-mid-term-frames", "num_prototypes": "--num-prototypes",
+                "max_long_term_elements": "--max-long-term-elements", "top_k": "--top-k",
+                "enable_long_term": "--disable-long-term"}
+USER_ERROR_NAMES = {"ValueError", "CheckpointError", "ImageError", "BackendError", "FormatError", "ReferenceError",
+                    "Error", "vapoursynth.Error", "FileNotFoundError", "PermissionError", "IsADirectoryError",
+                    "NotADirectoryError", "OSError", "MemoryError", "OutOfMemoryError", "NonFiniteError"}
+
+
+class CommandError(RuntimeError):
+    """A failure after work started (ffmpeg failed, a frame failed): one line, exit 1, not a bug."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every cleanup path (ffmpeg, temporary files) runs."""
+
+
+# ---- memory and backend flags -------------------------------------------------------------
+def add_memory_arguments(p: argparse.ArgumentParser) -> None:
+    """The memory parameters, shared by every command that runs the network."""
+    d = MemoryConfig()
+    p.add_argument("--mem-every", type=int, default=d.mem_every, metavar="N",
+                   help=f"store a frame in memory every N frames ({d.mem_every})")
+    p.add_argument("--max-mid-term-frames", type=int, default=d.max_mid_term_frames, metavar="N",
+                   help=f"working-memory frames that trigger consolidation ({d.max_mid_term_frames})")
+    p.add_argument("--min-mid-term-frames", type=int, default=d.min_mid_term_frames, metavar="N",
+                   help=f"working-memory frames kept after consolidation ({d.min_mid_term_frames})")
+    p.add_argument("--num-prototypes", type=int, default=d.num_prototypes, metavar="N",
+                   help=f"long-term elements per consolidation ({d.num_prototypes})")
+    p.add_argument("--max-long-term-elements", type=int, default=d.max_long_term_elements, metavar="N",
+                   help=f"long-term capacity ({d.max_long_term_elements})")
+    p.add_argument("--top-k", type=int, default=d.top_k, metavar="K", help=f"memory readout top-k ({d.top_k})")
+    p.add_argument("--disable-long-term", action="store_true", help="no long-term memory")
+
+
+def with_flag_names(message: str, flags: dict[str, str]) -> str:
+    """``message`` with every parameter name of ``flags`` replaced by its flag (``mem_every`` → ``--mem-every``)."""
+    pattern = r"(?<![\w-])(" + "|".join(map(re.escape, sorted(flags, key=len, reverse=True))) + r")\b"
+    return re.sub(pattern, lambda m: flags[m.group(1)], message)
+
+
+def memory_config(args) -> MemoryConfig:
+    """MemoryConfig from parsed arguments, validated; errors name the flags as typed."""
+    cfg = MemoryConfig(mem_every=args.mem_every, max_mid_term_frames=args.max_mid_term_frames,
+                       min_mid_term_frames=args.min_mid_term_frames, num_prototypes=args.num_prototypes,
+                       max_long_term_elements=args.max_long_term_elements, top_k=args.top_k,
+                       enable_long_term=not args.disable_long_term)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise ValueError(with_flag_names(str(e), MEMORY_FLAGS)) from None
+    return cfg
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    """--backend/--device/--device-id/--fp16, shared by the commands (None = the backend's default)."""
+    p.add_argument("--backend", default="torch", choices=("torch", "ort", "trt", "auto"),
+                   help="torch (default), ort (ONNX Runtime), trt (TensorRT) or auto (fastest that works)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda", "auto"),
+                   help="default: cpu, except that --backend auto considers every device")
+    p.add_argument("--device-id", type=int, default=None, metavar="N", help="CUDA device index (0)")
+    p.add_argument("--fp16", action="store_true", help="half precision (GPU)")
+
+
+def backend_flag_message(message: str) -> str:
+    """A ``BackendError`` message in flag spelling: ``device='cuda'`` → ``--device cuda``, ``fp16=True`` → ``--fp16``."""
+    message = re.sub(r"\bfp16=True\b", "--fp16", message)
+    message = re.sub(r"\b(backend|device_id|device)=('?)([^'\s;,)]+)\2",
+                     lambda m: f"--{m.group(1).replace('_', '-')} {m.group(3)}", message)
+    message = re.sub(r"\bbackend '(\w+)'", r"--backend \1", message)
+    message = re.sub(r"(--backend \w+) or '(\w+)'", r"\1 or \2", message)
+    return re.sub(r"^(backend|device_id|device|fp16) ", lambda m: f"--{m.group(1).replace('_', '-')} ", message)
+
+
+def backend_options(args) -> dict:
+    """``backend=…, device=…, device_id=…, fp16=…`` for ``Colorize``/``create_backend``, checked here first:
+    a backend that cannot run (``--backend trt`` without TensorRT, CUDA missing) is one line, exit 2."""
+    from ..backends import BackendError, resolve_spec
+    opts = dict(backend=args.backend, device=args.device, device_id=args.device_id,
+                fp16=True if args.fp16 else None)
+    try:
+        resolve_spec(opts["backend"], device=opts["device"], device_id=opts["device_id"], fp16=opts["fp16"])
+    except BackendError as e:
+        raise BackendError(backend_flag_message(str(e))) from None
+    return opts
+
+
+# ---- paths ---------------------------------------------------------------------------------
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True if ``a`` and ``b`` name one file: equal resolved paths (symlinks, ``..``), or ``samefile``
+    (hard links, bind mounts) when both exist."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    with contextlib.suppress(OSError):
+        if pa.resolve() == pb.resolve():
+            return True
+    with contextlib.suppress(OSError):
+        return pa.exists() and pb.exists() and os.path.samefile(pa, pb)
+    return False
+
+
+def refuse_inputs(path: str | os.PathLike, flag: str, inputs: list[tuple[str, str | os.PathLike | None]]) -> None:
+    """Refuse an output ``path`` that is one of ``inputs`` (``[(description, path), ...]``): never write to an input."""
+    for what, other in inputs:
+        if other is not None and same_path(path, other):
+            raise ValueError(f"{flag} {path} is the same file as {what} {other}; "
+                             "choose another output name (inputs are never overwritten)")
+
+
+def check_output_file(path: str | os.PathLike, flag: str, suffixes: tuple[str, ...] | None = None,
+                      need_suffix: bool = True) -> Path:
+    """An output file name whose folder exists and is writable, that is not a folder, with a suffix
+    (one of ``suffixes`` when given; ffmpeg picks the container from it)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{flag} must name a {' or '.join(suffixes)} file, got {path}")
+    if need_suffix and not path.suffix:
+        raise ValueError(f"{flag} {path} has no file extension (such as .mkv or .mp4); ffmpeg picks the "
+                         "container from it")
+    check_writable_folder(path.parent, f"{flag} {path}: folder")
+    return path
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:
+    """An existing folder in which a file can be created (nothing is created: no stray folders)."""
+    folder = Path(folder).expanduser() if str(folder) else Path(".")
+    if not folder.exists():
+        raise ValueError(f"{what} {folder} does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"{what} {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {folder} is not writable")
+    return folder
+
+
+# ---- signals -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside the block SIGTERM raises ``Terminated`` (a KeyboardInterrupt), so cleanup runs as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---- one-line messages ---------------------------------------------------------------------
+def error_line(exc: BaseException) -> tuple[str, bool]:
+    """``(one line, is a user error)`` for an exception; a ``vs.Error`` from a frame callback carries a
+    traceback, whose last exception names the real type (a ``TypeError`` there is a bug)."""
+    text = str(exc).strip()
+    if type(exc).__name__ != "Error" or "Traceback" not in text:
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return first, True
+    from ..vsformat import error_summary
+    line = error_summary(exc)
+    if line.startswith("Colorize:"):
+        return line, True
+    m = re.match(r"^([\w.]+): ", line)
+    name = m.group(1) if m else ""
+    return line, name in USER_ERROR_NAMES or name.rsplit(".", 1)[-1] in USER_ERROR_NAMES
