@@ -68,6 +68,7 @@ class FramesResult:
     n_consolidations: np.ndarray
     n_obsolete_removals: np.ndarray
     seconds_per_frame: float
+    confidence: np.ndarray | None = None     # memory-match confidence per frame (float64; 1.0 on references)
 
 
 def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame_is_ref=False,
@@ -96,7 +97,7 @@ def colorize_frames(frames_dir, ref_image, weights, out_dir=None, *, first_frame
         atomic_write(path, lambda f: np.savez(
             f, ab_pred=result.ab_pred, work_mem_size=result.work_mem_size, long_mem_size=result.long_mem_size,
             n_consolidations=result.n_consolidations, n_obsolete_removals=result.n_obsolete_removals,
-            frames=np.array([p.name for p in frames])))
+            confidence=result.confidence, frames=np.array([p.name for p in frames])))
     return result
 
 
@@ -117,7 +118,7 @@ def _run(be, frames: list[Path], first: np.ndarray, ref_rgb: np.ndarray, out_dir
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     n = len(frames)
-    abs_, work, long_, cons, rem = [], [], [], [], []
+    abs_, work, long_, cons, rem, conf = [], [], [], [], [], []
     t_start = time.perf_counter()
     t_after_first = None
     for i, path in enumerate(frames):
@@ -135,6 +136,7 @@ def _run(be, frames: list[Path], first: np.ndarray, ref_rgb: np.ndarray, out_dir
         long_.append(mem.long.size)
         cons.append(mem.consolidations)
         rem.append(mem.obsolete_removals)
+        conf.append(float(res.confidence))
         if out_dir is not None:
             with times.measure("colour_conversion"):
                 out = compose_rgb(L, ab)
@@ -147,4 +149,5 @@ def _run(be, frames: list[Path], first: np.ndarray, ref_rgb: np.ndarray, out_dir
                   end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
     spf = ((time.perf_counter() - t_after_first) / (n - 1)) if n > 1 else float("nan")
     return FramesResult(np.stack(abs_).astype(np.float32), np.array(work, np.int64),
-                        np.array(long_, np.int64), np.array(cons, np.int64), np.array(rem, np.int64), spf)
+                        np.array(long_, np.int64), np.array(cons, np.int64), np.array(rem, np.int64), spf,
+                        np.array(conf, np.float64))

@@ -29,6 +29,12 @@ def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("--weights", default=None, metavar="CKPT")
     p.add_argument("--scene-reset", action="store_true",
                    help="detect scene cuts (scd.Detect) and reset the memory there")
+    p.add_argument("--cuts", metavar="CUTS_TXT",
+                   help="shot plan: a cuts.txt (first frame of every shot after the first, one per line); "
+                        "a reference folder's index adds its own")
+    p.add_argument("--ref-scope", choices=("shot", "clip"), default=None,
+                   help="shot (default with cuts): a shot with its own references reads only those; "
+                        "clip: every frame reads every reference")
     add_memory_arguments(p)
     add_backend_arguments(p)
     p.add_argument("--codec-args", default=None,
@@ -87,6 +93,12 @@ def check_arguments(args) -> dict:
     except CheckpointError as e:
         raise CheckpointError(f"--weights: {e}") from None
     ref = check_refs(args.ref, args.ref_frames)
+    if args.cuts is not None:
+        from ..shots import PlanError, read_cuts_file
+        try:
+            read_cuts_file(args.cuts)
+        except PlanError as e:
+            raise ValueError(f"--cuts: {e}") from None
     output = check_output_file(args.output, "-o", need_suffix="-f" not in codec_args)
     inputs = [("INPUT_VIDEO", src), ("--weights", weights),
               *((f"--ref {'folder' if isinstance(ref, str) else 'image'}", r) for r in args.ref)]
@@ -116,8 +128,9 @@ def run(args) -> int:  # noqa: D103
         clip = vs.core.std.CopyFrameProps(clip, detector_clip(clip), props=["_SceneChangePrev"])
     audio = None if args.no_audio else str(a["src"])
     check_encoder(clip, a["output"], a["codec_args"], audio_from=audio)
-    out = Colorize(clip, a["ref"], ref_frames=args.ref_frames, size=args.size, weights=str(a["weights"]),
-                   scene_reset=args.scene_reset, memory=a["memory"], **a["backend"])
+    out = Colorize(clip, a["ref"], ref_frames=args.ref_frames, cuts=args.cuts, ref_scope=args.ref_scope,
+                   size=args.size, weights=str(a["weights"]), scene_reset=args.scene_reset, memory=a["memory"],
+                   **a["backend"])
 
     middle, kept = clip.num_frames // 2, {}
 

@@ -5,7 +5,8 @@ import argparse
 import json
 import sys
 
-HELP = "extract one gray reference frame per shot (refs extract), or show a reference folder (refs status)"
+HELP = ("extract one gray reference frame per shot (refs extract), show a reference folder (refs status), "
+        "or find where the next reference helps most (refs suggest)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
@@ -28,12 +29,69 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     s = sub.add_parser("status", help="which references of DIR are coloured, which are still gray")
     s.add_argument("folder", metavar="DIR")
     s.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    g = sub.add_parser("suggest", help="propagate, then list the frames whose memory match is weakest",
+                       description="Colourise INPUT with the references of REFS_DIR and list the frames where the "
+                                   "memory-match confidence (ColorMNet_Confidence) is lowest: at most --per-shot "
+                                   "per shot, spaced apart, lowest first. With -o, write them as gray "
+                                   "ref_<frame>.png into DIR to colour next.")
+    g.add_argument("input", metavar="INPUT")
+    g.add_argument("--ref", required=True, metavar="REFS_DIR", help="reference folder (refs extract, some coloured)")
+    g.add_argument("-n", type=int, default=10, metavar="N", help="how many frames to suggest (default 10)")
+    g.add_argument("--per-shot", type=int, default=2, metavar="K", help="at most K per shot (default 2)")
+    g.add_argument("--min-gap", type=int, default=None, metavar="F",
+                   help="suggested frames at least F frames apart (default: one second)")
+    g.add_argument("-o", "--output", metavar="DIR", help="write the suggested frames as gray ref_<frame>.png here")
+    g.add_argument("--plot", metavar="PNG", help="plot confidence per frame, cuts, references and suggestions")
+    g.add_argument("--json", action="store_true", help="print the suggestions as JSON on stdout")
+    g.add_argument("--size", default="512", type=str.lower, choices=("384", "512", "640", "native"))
+    g.add_argument("--weights", default=None, metavar="CKPT")
+    from .common import add_backend_arguments
+    add_backend_arguments(g)
 
 
 def run(args) -> int:  # noqa: D103
     if args.refs_command == "extract":
         return _extract(args)
+    if args.refs_command == "suggest":
+        return _suggest(args)
     return _status(args)
+
+
+def _suggest(args) -> int:
+    from pathlib import Path
+
+    from .. import suggest
+    from ..refs import load_reference_folder
+    from ..weights import CheckpointError, resolve_weights
+    from .common import backend_options, check_output_file
+    for flag, value, low in (("-n", args.n, 1), ("--per-shot", args.per_shot, 1), ("--min-gap", args.min_gap, 1)):
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be ≥ {low}, got {value}")
+    try:
+        load_reference_folder(args.ref)
+    except ValueError as e:
+        raise ValueError(f"--ref {args.ref}: {e}") from None
+    out_dir = Path(args.output).expanduser() if args.output else None
+    if out_dir is not None and not out_dir.is_dir():
+        raise ValueError(f"-o {out_dir} is not a folder" if out_dir.exists() else f"-o {out_dir} does not exist")
+    plot_path = check_output_file(args.plot, "--plot", suffixes=(".png",)) if args.plot else None
+    try:
+        weights = resolve_weights(args.weights)
+    except CheckpointError as e:
+        raise CheckpointError(f"--weights: {e}") from None
+    res = suggest.suggest(args.input, args.ref, n=args.n, per_shot=args.per_shot, min_gap=args.min_gap,
+                          weights=str(weights), size=args.size, **backend_options(args))
+    print(suggest.format_table(res), file=sys.stderr)
+    if out_dir is not None:
+        written = suggest.write_gray_frames(args.input, [s.frame for s in res.suggestions], out_dir)
+        print(f"refs suggest: wrote {len(written)} gray reference(s) to {out_dir}; colour them in place and "
+              "rerun", file=sys.stderr)
+    if plot_path is not None:
+        suggest.plot(res, plot_path)
+        print(f"refs suggest: wrote {plot_path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(suggest.as_json(res), indent=2))
+    return 0
 
 
 def _extract(args) -> int:
