@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set everything up and run the main job: colourise a sample clip made from real photographs,
 # writing demo/colorized.mp4 and demo/side_by_side.png (gray / reference / result).
+# Works on a machine where nothing has run before. Writes nothing to stdout (all logs: stderr).
 set -euo pipefail
+exec 1>&2
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
 cd "$ROOT"
@@ -17,11 +19,14 @@ if [ -z "$WEIGHTS" ]; then
         WEIGHTS=""   # the default location now holds the verified official checkpoint
     else
         echo "demo: the official weights could not be downloaded (offline?). Falling back to the seeded" \
-             "RANDOM checkpoint of the parity tests: the pipeline runs, but its colours are meaningless." >&2
-        WEIGHTS="$HOME/.cache/vscolormnet-tests/colormnet_random_seed0.pth"
+             "RANDOM checkpoint of the parity tests: the pipeline runs, but its colours are meaningless."
+        # The same file the test suite builds (tests/conftest.py), in a folder made here if missing.
+        CACHE="${VSCOLORMNET_TEST_CACHE:-$HOME/.cache/vscolormnet-tests}"
+        mkdir -p "$CACHE"
+        WEIGHTS="$CACHE/colormnet_random_seed0.pth"
         [ -f "$WEIGHTS" ] || "$PY" -m vscolormnet.random_checkpoint "$WEIGHTS"
     fi
 fi
 "$PY" -m vscolormnet colorize "$OUT/sample_gray.mp4" --ref "$OUT/reference.png" -o "$OUT/colorized.mp4" \
     --size 384 ${WEIGHTS:+--weights "$WEIGHTS"} --side-by-side "$OUT/side_by_side.png"
-echo "demo: wrote $OUT/colorized.mp4 and $OUT/side_by_side.png" >&2
+echo "demo: wrote $OUT/colorized.mp4 and $OUT/side_by_side.png"

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import os
 import sys
 
 import torch
 
+from .fileutil import atomic_write
 from .weights import expected_shapes
 
 PARITY_CONTENT_SHA256 = "64ac99dd8cf39a7ae8c33c3f20cad2ea6fabe3a5897ed052aa931128cb9cc82f"
@@ -94,16 +96,17 @@ def content_sha256(sd: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def build(out: str, seed: int = 0) -> str:
-    """Write the checkpoint to ``out`` (atomically) and return its content hash."""
-    import os
+def build(out: str | os.PathLike, seed: int = 0) -> str:
+    """Write the checkpoint to ``out`` and return its content hash.
+
+    Missing parent folders are created; the file appears only when complete (temporary name in
+    the same folder, renamed), so concurrent builders and interrupted runs never leave a partial file.
+    """
     sd = make_state_dict(seed)
     digest = content_sha256(sd)
     if seed == 0 and digest != PARITY_CONTENT_SHA256:
         raise RuntimeError(f"random checkpoint hash {digest} does not match the parity cases")
-    tmp = f"{out}.partial"
-    torch.save(sd, tmp)
-    os.replace(tmp, out)
+    atomic_write(out, lambda f: torch.save(sd, f))
     return digest
 
 

@@ -5,12 +5,16 @@ plus its colour reference, so a new user can see the whole pipeline work.
 """
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .fileutil import atomic_write, temp_path_beside
 
 
 def make_sample(out_dir: str | Path, frames: int = 48, size=(320, 240)) -> tuple[Path, Path]:
@@ -26,17 +30,25 @@ def make_sample(out_dir: str | Path, frames: int = 48, size=(320, 240)) -> tuple
         y = int(round(0.5 * t * (photo.shape[0] - h) / max(1, frames - 1)))
         crops.append(photo[y:y + h, x:x + w])
     ref = out / "reference.png"
-    Image.fromarray(crops[0]).save(ref)
+    png = io.BytesIO()
+    Image.fromarray(crops[0]).save(png, format="PNG")
+    atomic_write(ref, png.getvalue())
     video = out / "sample_gray.mp4"
-    proc = subprocess.Popen(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray",
-                             "-s", f"{w}x{h}", "-r", "24", "-i", "-", "-pix_fmt", "yuv420p",
-                             "-c:v", "libx264", "-crf", "12", str(video)], stdin=subprocess.PIPE)
-    for c in crops:
-        gray = np.asarray(Image.fromarray(c).convert("L"))
-        proc.stdin.write(gray.tobytes())
-    proc.stdin.close()
-    if proc.wait() != 0:
-        raise RuntimeError("ffmpeg failed to write the sample clip")
+    tmp = temp_path_beside(video)          # ffmpeg needs a path: write beside, rename when complete
+    try:
+        proc = subprocess.Popen(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray",
+                                 "-s", f"{w}x{h}", "-r", "24", "-i", "-", "-pix_fmt", "yuv420p",
+                                 "-c:v", "libx264", "-crf", "12", "-f", "mp4", str(tmp)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        for c in crops:
+            gray = np.asarray(Image.fromarray(c).convert("L"))
+            proc.stdin.write(gray.tobytes())
+        proc.stdin.close()
+        if proc.wait() != 0:
+            raise RuntimeError("ffmpeg failed to write the sample clip")
+        os.replace(tmp, video)
+    finally:
+        tmp.unlink(missing_ok=True)
     return video, ref
 
 

@@ -1,0 +1,150 @@
+"""Packaging metadata (pyproject.toml) against the lock (requirements.txt) and the package's imports.
+
+Fast, offline, no build: the metadata is read with tomllib, the imports with ast.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PROJECT = PYPROJECT["project"]
+BASE = [Requirement(r) for r in PROJECT["dependencies"]]
+EXTRAS = {name: [Requirement(r) for r in reqs] for name, reqs in PROJECT["optional-dependencies"].items()}
+ORT_FLAVOURS = {"onnxruntime", "onnxruntime-gpu"}  # one module folder: never both
+
+# import name -> distributions that provide it
+PROVIDERS = {
+    "torch": {"torch"}, "timm": {"timm"}, "numpy": {"numpy"}, "PIL": {"pillow"}, "platformdirs": {"platformdirs"},
+    "scipy": {"scipy"}, "skimage": {"scikit-image"}, "vapoursynth": {"vapoursynth"},
+    "onnx": {"onnx"}, "onnxruntime": ORT_FLAVOURS, "tensorrt": {"tensorrt-cu13", "tensorrt-cu12", "tensorrt"},
+    "matplotlib": {"matplotlib"},
+}
+# imported only behind a check with its own install hint: optional metrics of `eval`, and Ray for
+# `colorize --workers` (film/options.py pins the exact Ray version every cluster node must share)
+OPTIONAL_IMPORTS = {"lpips", "pytorch_fid", "ray"}
+# run-time needs that are VapourSynth plugins (core.bs, core.scd), never imported
+PLUGINS = {"vapoursynth-bestsource", "vapoursynth-scenechange"}
+
+
+def _lock() -> dict[str, Version]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"lock line {line!r} is not an exact pin"
+        pins[canonicalize_name(req.name)] = Version(spec.version)
+    return pins
+
+
+LOCK = _lock()
+
+
+def _names(reqs) -> set[str]:
+    return {canonicalize_name(r.name) for r in reqs}
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level third-party modules imported anywhere in the package -> files importing them."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "vscolormnet").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                mods = [node.module]
+            else:
+                continue
+            for m in mods:
+                top = m.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("vscolormnet", "__future__"):
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_version_is_defined_once():
+    assert "version" not in PROJECT and "version" in PROJECT["dynamic"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "vscolormnet.__version__"}
+    assert not (ROOT / "setup.py").exists() and not (ROOT / "setup.cfg").exists()
+    tree = ast.parse((ROOT / "vscolormnet" / "__init__.py").read_text())
+    values = [n.value.value for n in tree.body if isinstance(n, ast.Assign)
+              and any(isinstance(t, ast.Name) and t.id == "__version__" for t in n.targets)]
+    assert len(values) == 1 and isinstance(values[0], str)
+    Version(values[0])  # a valid version, read statically (setuptools does the same, without importing)
+    others = [str(p.relative_to(ROOT)) for p in (ROOT / "vscolormnet").rglob("*.py")
+              if p.name != "__init__.py" or p.parent.name != "vscolormnet"
+              if re.search(r"^__version__\s*=", p.read_text(), re.MULTILINE)]
+    assert not others, f"__version__ also assigned in {others}"
+
+
+def test_python_requirement():
+    from packaging.specifiers import SpecifierSet
+    spec = SpecifierSet(PROJECT["requires-python"])
+    assert "3.12" in spec and "3.11" not in spec
+
+
+@pytest.mark.parametrize("req", BASE, ids=str)
+def test_runtime_requirement_is_a_range_that_admits_the_lock(req):
+    ops = {s.operator for s in req.specifier}
+    assert ops and not ops & {"==", "===", "~="}, f"{req}: use a compatible range (>=), not a pin"
+    assert ops & {">=", ">"}, f"{req}: needs a lower bound"
+    name = canonicalize_name(req.name)
+    assert name in LOCK, f"{req.name} is a run-time dependency but is not pinned in requirements.txt"
+    assert req.specifier.contains(LOCK[name], prereleases=True), f"{req} does not admit the locked {LOCK[name]}"
+
+
+@pytest.mark.parametrize("extra", sorted(EXTRAS))
+def test_extras_are_ranges_that_admit_the_lock(extra):
+    for req in EXTRAS[extra]:
+        assert not {s.operator for s in req.specifier} & {"==", "==="}, f"[{extra}] {req}: use a range"
+        name = canonicalize_name(req.name)
+        if name in LOCK:
+            assert req.specifier.contains(LOCK[name], prereleases=True), f"[{extra}] {req} vs lock {LOCK[name]}"
+
+
+def test_lock_covers_base_and_the_cpu_extras():
+    missing = (_names(BASE) | _names(EXTRAS["ort"]) | _names(EXTRAS["test"]) | _names(EXTRAS["plot"])) - set(LOCK)
+    assert not missing, f"not pinned in requirements.txt: {sorted(missing)}"
+
+
+def test_one_onnxruntime_flavour_per_install_target():
+    assert not ORT_FLAVOURS <= _names(BASE), "base requires both onnxruntime flavours"
+    assert not _names(BASE) & ORT_FLAVOURS, "onnxruntime in the base requirements would fight the [cuda] extra"
+    for extra, reqs in EXTRAS.items():
+        assert not ORT_FLAVOURS <= _names(BASE) | _names(reqs), f"[{extra}] requires both onnxruntime flavours"
+    assert not ORT_FLAVOURS <= set(LOCK), "the lock pins both onnxruntime flavours"
+    assert "onnxruntime" in _names(EXTRAS["ort"]) and "onnxruntime-gpu" in _names(EXTRAS["cuda"])
+
+
+def test_every_runtime_import_is_declared():
+    declared = _names(BASE) | {n for reqs in EXTRAS.values() for n in _names(reqs)}
+    problems = []
+    for mod, files in sorted(_third_party_imports().items()):
+        if mod in OPTIONAL_IMPORTS:
+            continue
+        if mod not in PROVIDERS:
+            problems.append(f"{mod} (imported by {sorted(files)}): add it to PROVIDERS and pyproject.toml")
+        elif not PROVIDERS[mod] & declared:
+            problems.append(f"{mod} (imported by {sorted(files)}) is not in pyproject.toml")
+    assert not problems, "\n".join(problems)
+
+
+def test_base_requirements_are_imported_at_run_time():
+    """install_requires holds only what the package imports (plus the VapourSynth plugins it calls)."""
+    imported = {d for mod in _third_party_imports() for d in PROVIDERS.get(mod, ())}
+    extra_only = {"onnx", "onnxruntime", "onnxruntime-gpu", "matplotlib"}
+    unused = _names(BASE) - imported - PLUGINS
+    assert not unused, f"base requirements not imported by the package: {sorted(unused)}"
+    assert not _names(BASE) & extra_only, "optional back ends and tools belong in extras"

@@ -1,0 +1,195 @@
+"""scripts/*.sh without installing anything: fake interpreters, a stub venv, a fresh HOME. Fast, offline."""
+from __future__ import annotations
+
+import configparser
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+DEBIAN_VENV_ERROR = """\
+The virtual environment was not created successfully because ensurepip is not
+available.  On Debian/Ubuntu systems, you need to install the python3-venv
+package using the following command.
+
+    apt install python3.12-venv
+
+You may need to use sudo with that command.  After installing the python3-venv
+package, recreate your virtual environment.
+
+Failing command: /tmp/x/bin/python3.12
+"""
+
+
+def _fake_python(path: Path, version: str = "3.12", venv_ok: bool = True) -> Path:
+    """A shell script that answers setup.sh's version probe and `-m venv DEST` like a Python would."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok = tuple(map(int, version.split("."))) >= (3, 12)
+    if venv_ok:
+        venv = 'mkdir -p "$3/bin" && printf "#!/bin/sh\\n" > "$3/bin/python" && chmod +x "$3/bin/python"; exit 0'
+    else:  # like Debian's python without python3.X-venv: a half-made folder and an error on stdout
+        venv = f'mkdir -p "$3/bin"; cat <<"EOF"\n{DEBIAN_VENV_ERROR}EOF\nexit 1'
+    path.write_text(f"""#!/bin/sh
+if [ "$1" = "-c" ]; then {'echo ' + version + '; exit 0' if ok else 'exit 1'}; fi
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+{venv}
+fi
+exit 2
+""")
+    path.chmod(0o755)
+    return path
+
+
+def _env(tmp_path: Path, **extra) -> dict[str, str]:
+    """A clean environment: empty HOME, no pyenv variables, a PATH without any real interpreter search aid."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYENV", "VSCOLORMNET_", "XDG_", "VIRTUAL_ENV"))}
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir(exist_ok=True)
+    env.update(HOME=str(home), PATH="/usr/bin:/bin", LC_ALL="C", TMPDIR=str(tmp))
+    env.update(extra)
+    return env
+
+
+def _find_python(env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / "setup.sh"), "--find-python"], check=False, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_setup_explains_an_interpreter_that_cannot_create_a_venv(tmp_path):
+    fake = _fake_python(tmp_path / "bin" / "python3.12", venv_ok=False)
+    r = _find_python(_env(tmp_path, VSCOLORMNET_PYTHON_CANDIDATES=str(fake)))
+    assert r.returncode != 0
+    assert r.stdout == ""
+    assert f"{fake} (Python 3.12) cannot create a venv (ensurepip is not available)" in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "apt-get install python3.12-venv" in last and "pyenv" in last and "VSCOLORMNET_PYTHON" in last
+    assert not list((tmp_path / "tmpdir").iterdir()), "the probe venv was not cleaned up"
+
+
+def test_setup_tries_the_next_interpreter(tmp_path):
+    bad = _fake_python(tmp_path / "a" / "python3.12", venv_ok=False)
+    old = _fake_python(tmp_path / "b" / "python3", version="3.11")
+    good = _fake_python(tmp_path / "c" / "python3.13", version="3.13")
+    r = _find_python(_env(tmp_path, VSCOLORMNET_PYTHON_CANDIDATES=f"{old} {bad} {good}"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{good}\n"
+    assert "cannot create a venv" in r.stderr and str(old) not in r.stderr
+
+
+def test_setup_reports_no_python_at_all(tmp_path):
+    old = _fake_python(tmp_path / "b" / "python3", version="3.11")
+    r = _find_python(_env(tmp_path, VSCOLORMNET_PYTHON_CANDIDATES=str(old)))
+    assert r.returncode != 0 and r.stdout == ""
+    assert "no Python >= 3.12 found" in r.stderr and "VSCOLORMNET_PYTHON" in r.stderr
+
+
+def test_setup_finds_pyenv_whatever_home_is(tmp_path):
+    """pyenv's root comes from the pyenv executable too: an empty HOME and no PYENV_ROOT still find it."""
+    root = tmp_path / "pyenv"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "pyenv").write_text('#!/bin/sh\n[ "$1" = root ] && echo "$HOME/.pyenv"\n')
+    (root / "bin" / "pyenv").chmod(0o755)
+    _fake_python(root / "versions" / "3.11.9" / "bin" / "python3", version="3.11")
+    want = _fake_python(root / "versions" / "3.12.9" / "bin" / "python3")
+    r = _find_python(_env(tmp_path, PATH=f"{root / 'bin'}:/usr/bin:/bin"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{want}\n"
+    # $VSCOLORMNET_PYTHON comes first
+    mine = _fake_python(tmp_path / "mine" / "python", version="3.13")
+    r = _find_python(_env(tmp_path, PATH=f"{root / 'bin'}:/usr/bin:/bin", VSCOLORMNET_PYTHON=str(mine)))
+    assert r.stdout == f"{mine}\n", r.stderr
+
+
+def _stub_checkout(tmp_path: Path, python_body: str) -> Path:
+    """A copy of scripts/ with a no-op setup.sh and a stub .venv/bin/python that logs its arguments."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for name in ("test.sh", "demo.sh"):
+        shutil.copy2(SCRIPTS / name, repo / "scripts" / name)
+    (repo / "scripts" / "setup.sh").write_text("#!/bin/sh\necho '[setup] stub' >&2\n")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    py = repo / ".venv" / "bin" / "python"
+    py.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> "{tmp_path}/calls"\n{python_body}\n')
+    for p in (py, repo / "scripts" / "setup.sh"):
+        p.chmod(0o755)
+    return repo
+
+
+def _calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_test_sh_tiers_and_wall_time(tmp_path):
+    repo = _stub_checkout(tmp_path, "exit 3")
+    env = _env(tmp_path, PATH=os.environ["PATH"])
+    r = subprocess.run([str(repo / "scripts" / "test.sh")], check=False, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 3 and r.stdout == ""
+    assert _calls(tmp_path) == ["-m pytest -q"]
+    assert "pytest ran" in r.stderr.splitlines()[-1] and "(exit 3)" in r.stderr
+    (tmp_path / "calls").unlink()
+    r = subprocess.run([str(repo / "scripts" / "test.sh"), "-x", "--fast", "tests/test_color.py"], check=False,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3
+    fast = "not slow and not vspipe and not onnx and not gpu"
+    assert _calls(tmp_path) == [f"-m pytest -q -x -m {fast} tests/test_color.py"]
+
+
+def test_fast_tier_markers_are_registered():
+    ini = configparser.ConfigParser()
+    ini.read(ROOT / "pytest.ini")
+    markers = {line.split(":")[0].strip() for line in ini["pytest"]["markers"].strip().splitlines()}
+    assert {"slow", "vspipe", "onnx", "gpu"} <= markers
+    assert "--strict-markers" in ini["pytest"]["addopts"]
+    assert 'FAST_EXPR="not slow and not vspipe and not onnx and not gpu"' in (SCRIPTS / "test.sh").read_text()
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec ./scripts/test.sh")  # CI: everything
+
+
+def test_demo_offline_fallback_on_a_fresh_home(tmp_path):
+    """No weights, no network, nothing under HOME: the fallback checkpoint goes into a folder demo.sh makes,
+    and nothing reaches stdout."""
+    body = """case "$*" in
+  *"vscolormnet verify"*|*"vscolormnet download"*) exit 1 ;;
+  *"vscolormnet.random_checkpoint "*) [ -d "$(dirname "$3")" ] || exit 9; : > "$3" ;;
+esac
+echo "stub python wrote to stdout"; exit 0"""
+    repo = _stub_checkout(tmp_path, body)
+    env = _env(tmp_path, PATH=os.environ["PATH"])
+    r = subprocess.run([str(repo / "scripts" / "demo.sh")], check=False, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    ckpt = tmp_path / "home" / ".cache" / "vscolormnet-tests" / "colormnet_random_seed0.pth"
+    assert ckpt.exists()
+    calls = _calls(tmp_path)
+    assert calls[-1].startswith("-m vscolormnet colorize ") and f"--weights {ckpt}" in calls[-1]
+    assert "RANDOM checkpoint" in r.stderr
+
+
+def test_random_checkpoint_build_makes_folders_and_writes_atomically(tmp_path, monkeypatch):
+    import torch
+
+    from vscolormnet import random_checkpoint
+    monkeypatch.setattr(random_checkpoint, "make_state_dict", lambda seed=0: {"w": torch.arange(4.0)})
+    out = tmp_path / "new" / "nested" / "ck.pth"
+    digest = random_checkpoint.build(out, seed=1)
+    assert digest == random_checkpoint.content_sha256({"w": torch.arange(4.0)})
+    assert torch.equal(torch.load(out, weights_only=True)["w"], torch.arange(4.0))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ck.pth"]
+
+    def boom(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(random_checkpoint.torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        random_checkpoint.build(tmp_path / "other" / "ck.pth", seed=1)
+    assert list((tmp_path / "other").iterdir()) == []
