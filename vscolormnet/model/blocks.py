@@ -164,7 +164,14 @@ class UpsampleBlock(nn.Module):
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of an NCHW map (eps 1e-6), as the fusion blocks use it."""
+    """LayerNorm over the channels of an NCHW map ``B×C×H×W`` (eps 1e-6), as the fusion blocks use it.
+
+    Computed in the official ``LayerNormFunction`` op order (mean, centred square mean,
+    ``(x − μ) / sqrt(σ² + eps)``, then ``w·y + b``) so fp32 results are the official ones;
+    ``F.layer_norm`` differs by ~1e-6. Statistics are taken in float32 for any input dtype
+    (a float16 square overflows above 256). The ONNX export swaps this ``forward`` for
+    ``F.layer_norm`` (one LayerNormalization node, kept fp32 in fp16 graphs).
+    """
 
     def __init__(self, channels: int, eps: float = 1e-6):
         super().__init__()
@@ -173,5 +180,9 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        xf = x.float()
+        mu = xf.mean(1, keepdim=True)
+        var = (xf - mu).pow(2).mean(1, keepdim=True)
+        y = (xf - mu) / (var + self.eps).sqrt()
+        y = self.weight.float()[:, None, None] * y + self.bias.float()[:, None, None]
+        return y.to(x.dtype)

@@ -1,91 +1,63 @@
-"""DINOv2 ViT-S/14 (no registers, LayerScale), vendored so that nothing is fetched from torch.hub.
+"""DINOv2 ViT-S/14 (no registers, LayerScale) from timm's building blocks; nothing is downloaded.
 
-Follows facebookresearch/dinov2's ``DinoVisionTransformer`` (key names included). The only
-entry point ColorMNet needs is ``intermediate_maps``: the normalised outputs of the last
-four blocks as NCHW maps. The positional embedding is interpolated the way the official
-hub code does it (bicubic, no antialias, ``scale_factor = (n + 0.1) / 37``), which is what
-makes the features identical to the official model's.
+The patch embedding and the twelve transformer blocks are timm's (``timm.layers.PatchEmbed``,
+``timm.models.vision_transformer.Block`` with its ``Attention``, ``Mlp`` and ``LayerScale``);
+their parameter names equal facebookresearch/dinov2's (``patch_embed.proj``,
+``blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}``), so the
+official checkpoint loads strictly without renaming. Two parts stay our own because timm
+cannot reproduce the official numbers there:
+
+- the positional-embedding interpolation (``interpolated_pos_embed``): DINOv2 resizes the
+  37×37 grid bicubically with ``scale_factor = (n + 0.1) / 37`` and no antialias, while
+  timm's ``resample_abs_pos_embed`` resizes to an explicit ``size`` (other sampling
+  coordinates);
+- the intermediate-layer read-out (``intermediate_maps``): DINOv2's
+  ``get_intermediate_layers(n=[8..11], reshape=True, norm=True)`` semantics (final norm
+  on each taken block, cls dropped, NCHW maps), which timm's ``VisionTransformer`` wraps
+  in a class with other parameter names and a size-bound pos-embed.
+
+Attention kernel: the pinned DINOv2 (b8931f7) ``MemEffAttention`` without xFormers falls
+back to ``Attention.forward``, which calls ``F.scaled_dot_product_attention(q, k, v)`` on
+the fused-qkv ``reshape(B,N,3,H,D)`` views — exactly timm's ``fused_attn`` path (same views,
+same call). ``FUSED_ATTN`` pins that choice on every attention module, independent of
+timm's global ``set_fused_attn``/``TIMM_FUSED_ATTN``/exportable settings. (The explicit
+``q·scale @ kᵀ`` form of older DINOv2 / timm's unfused path moves encode_key by up to ~1e-5.)
 """
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timm.layers import PatchEmbed
+from timm.models.vision_transformer import Block
 from torch import nn
 
 PATCH = 14
 EMBED_DIM = 384
 DEPTH = 12
 HEADS = 6
+MLP_RATIO = 4.0
+LN_EPS = 1e-6
 POS_GRID = 37          # 518 / 14: the grid the pos-embed was trained on
 INTERPOLATE_OFFSET = 0.1
+FUSED_ATTN = True      # official: F.scaled_dot_product_attention (see the module docstring)
 
 
-class PatchEmbed(nn.Module):
-    """14×14 stride-14 conv, tokens in row-major order: ``B×3×H×W → B×(H/14·W/14)×384``."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Conv2d(3, EMBED_DIM, PATCH, stride=PATCH)
-
-    def forward(self, x):  # noqa: D102
-        return self.proj(x).flatten(2).transpose(1, 2)
+def make_block() -> Block:
+    """One DINOv2 block: ``B×N×384 → B×N×384``; LayerNorm eps 1e-6, exact GELU, LayerScale, qkv bias."""
+    block = Block(EMBED_DIM, HEADS, mlp_ratio=MLP_RATIO, qkv_bias=True, proj_bias=True, init_values=1.0,
+                  act_layer=nn.GELU, norm_layer=partial(nn.LayerNorm, eps=LN_EPS))
+    pin_attention_kernel(block, FUSED_ATTN)
+    return block
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention (plain scaled dot product; no xformers)."""
-
-    def __init__(self):
-        super().__init__()
-        self.qkv = nn.Linear(EMBED_DIM, EMBED_DIM * 3)
-        self.proj = nn.Linear(EMBED_DIM, EMBED_DIM)
-
-    def forward(self, x):  # noqa: D102
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, HEADS, c // HEADS).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
-
-
-class Mlp(nn.Module):
-    """fc1 → exact GELU → fc2."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(EMBED_DIM, EMBED_DIM * 4)
-        self.fc2 = nn.Linear(EMBED_DIM * 4, EMBED_DIM)
-
-    def forward(self, x):  # noqa: D102
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class LayerScale(nn.Module):
-    """Per-channel residual scale ``gamma``."""
-
-    def __init__(self):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(EMBED_DIM))
-
-    def forward(self, x):  # noqa: D102
-        return x * self.gamma
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block with LayerScale on both branches."""
-
-    def __init__(self):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(EMBED_DIM, eps=1e-6)
-        self.attn = Attention()
-        self.ls1 = LayerScale()
-        self.norm2 = nn.LayerNorm(EMBED_DIM, eps=1e-6)
-        self.mlp = Mlp()
-        self.ls2 = LayerScale()
-
-    def forward(self, x):  # noqa: D102
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+def pin_attention_kernel(module: nn.Module, enable: bool) -> None:
+    """Pin the attention kernel on every timm attention module below ``module`` (per instance)."""
+    for m in module.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = bool(enable)
 
 
 class DinoV2Small(nn.Module):
@@ -96,12 +68,17 @@ class DinoV2Small(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, EMBED_DIM))
         self.pos_embed = nn.Parameter(torch.zeros(1, POS_GRID * POS_GRID + 1, EMBED_DIM))
         self.mask_token = nn.Parameter(torch.zeros(1, EMBED_DIM))  # unused at inference, kept for strict loading
-        self.patch_embed = PatchEmbed()
-        self.blocks = nn.ModuleList(Block() for _ in range(DEPTH))
-        self.norm = nn.LayerNorm(EMBED_DIM, eps=1e-6)
+        # img_size=None: any multiple of 14, no size assertions (keeps the ONNX trace free of them)
+        self.patch_embed = PatchEmbed(img_size=None, patch_size=PATCH, in_chans=3, embed_dim=EMBED_DIM)
+        self.blocks = nn.ModuleList(make_block() for _ in range(DEPTH))
+        self.norm = nn.LayerNorm(EMBED_DIM, eps=LN_EPS)
 
     def interpolated_pos_embed(self, rows: int, cols: int) -> torch.Tensor:
-        """Pos-embed for a ``rows×cols`` patch grid: ``1×(1+rows·cols)×384``."""
+        """Pos-embed for a ``rows×cols`` patch grid: ``1×(1+rows·cols)×384`` float32.
+
+        Our own (not timm's) so that the sampling follows DINOv2's ``scale_factor`` call; the
+        ONNX export replaces this method by a constant for its size (``onnx_export.traceable``).
+        """
         pos = self.pos_embed.float()
         if rows == POS_GRID and cols == POS_GRID:
             return pos
@@ -112,10 +89,11 @@ class DinoV2Small(nn.Module):
         return torch.cat([pos[:, :1], grid], 1)
 
     def intermediate_maps(self, x: torch.Tensor, layers=(8, 9, 10, 11)) -> list[torch.Tensor]:
-        """Normalised outputs of ``layers`` as ``B×384×H/14×W/14`` maps (cls token dropped)."""
+        """``x B×3×H×W`` (H, W multiples of 14) → normalised outputs of ``layers`` as
+        ``B×384×H/14×W/14`` maps (cls token dropped), in the order of ``layers``."""
         b, _, h, w = x.shape
         rows, cols = h // PATCH, w // PATCH
-        tokens = self.patch_embed(x)
+        tokens = self.patch_embed(x)                                    # B×(rows·cols)×384
         tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], 1)
         tokens = tokens + self.interpolated_pos_embed(rows, cols).to(tokens.dtype)
         maps = []
@@ -123,7 +101,9 @@ class DinoV2Small(nn.Module):
             tokens = block(tokens)
             if i in layers:
                 out = self.norm(tokens)[:, 1:]
-                maps.append(out.reshape(b, rows, cols, EMBED_DIM).permute(0, 3, 1, 2))
+                # contiguous NCHW as in DINOv2: a channels-last view would make the next 1×1 conv
+                # pick another kernel (another summation order, ~1e-5 further down)
+                maps.append(out.reshape(b, rows, cols, EMBED_DIM).permute(0, 3, 1, 2).contiguous())
         return maps
 
 

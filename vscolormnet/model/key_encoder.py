@@ -1,7 +1,10 @@
 """Key encoder: ResNet50 stages + DINOv2 features fused at 1/16, 1/8 and 1/4 (ColorMNet's PVGFE).
 
 Key names follow the official ``KeyEncoder_DINOv2_v6``: ``conv1``, ``bn1``, ``res2``,
-``layer2``, ``layer3``, ``network2.{backbone,conv3,bn3}`` and ``fuse1..3``.
+``layer2``, ``layer3``, ``network2.{backbone,conv3,bn3}`` and ``fuse1..3``. The ResNet50
+stages and the DINOv2 blocks are timm's (``resnet.py``, ``dinov2.py``); the stem, the
+DINO head, the fusion blocks and the key projection are our own (ColorMNet-specific, timm
+has no counterpart), written in the official op order.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from torch import nn
 
 from .blocks import LayerNorm2d
 from .dinov2 import EMBED_DIM, DinoV2Small
-from .resnet import Bottleneck, make_layer
+from .resnet import Bottleneck, resnet_stages
 
 DINO_LAYERS = (8, 9, 10, 11)
 DINO_DIM = EMBED_DIM * len(DINO_LAYERS)  # 1536
@@ -83,9 +86,7 @@ class KeyEncoder(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.res2 = make_layer(Bottleneck, 64, 64, 3, 1)
-        self.layer2 = make_layer(Bottleneck, 256, 128, 4, 2)
-        self.layer3 = make_layer(Bottleneck, 512, 256, 6, 2)
+        self.res2, self.layer2, self.layer3 = resnet_stages(Bottleneck, (3, 4, 6))   # timm ResNet50 stages 1-3
         self.network2 = DinoFeatures()
         self.fuse1 = Fuse(1024)
         self.fuse2 = Fuse(512)

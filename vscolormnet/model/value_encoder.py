@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import FeatureFusionBlock, HiddenReinforcer
-from .resnet import BasicBlock, make_layer
+from .resnet import BasicBlock, resnet_stages
 
 
 class ValueEncoder(nn.Module):
@@ -16,9 +16,7 @@ class ValueEncoder(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(5, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = make_layer(BasicBlock, 64, 64, 2, 1)
-        self.layer2 = make_layer(BasicBlock, 64, 128, 2, 2)
-        self.layer3 = make_layer(BasicBlock, 128, 256, 2, 2)
+        self.layer1, self.layer2, self.layer3 = resnet_stages(BasicBlock, (2, 2, 2))  # timm ResNet18 stages 1-3
         self.fuser = FeatureFusionBlock(1024, 256, value_dim, value_dim)
         self.hidden_reinforce = HiddenReinforcer(value_dim, hidden_dim)
 
