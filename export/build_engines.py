@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Build (or find in the cache) the TensorRT engines of all six stages for one size.
 
-    python export/build_engines.py --size 512 --fp16 [--weights CKPT] [--device-id 0] [--engine-dir DIR]
+    python export/build_engines.py --size 512 [--source 1440x1080] --fp16 [--weights CKPT] [--device-id 0]
+        [--engine-dir DIR] [--onnx-dir DIR] [--workspace-mib N] [--optimization-level 0-5]
 
-Needs TensorRT (pip install 'vscolormnet[trt]') and an NVIDIA GPU. Exports and checks the ONNX
+Same as ``python -m vscolormnet export --backend trt`` plus the builder settings. Needs TensorRT
+(pip install 'vscolormnet[trt]') and an NVIDIA GPU. The padded size follows ``Colorize``
+(``--size`` preset of the ``--source`` size, default 1920x1080). Exports and checks the ONNX
 graphs first if they are not cached. Progress and build logs go to stderr and to
-``<engine>.log`` next to each engine.
+``<engine>.log`` next to each engine; a bad argument is one line naming the flag (exit 2).
 """
 import argparse
 import logging
@@ -16,14 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    from vscolormnet import color
+    from vscolormnet.backends import BackendError, resolve_spec
     from vscolormnet.backends.trt_backend import TrtOptions, build_engines
-    from vscolormnet.commands.bench import parse_size
+    from vscolormnet.commands.export import (add_geometry_arguments, describe_geometry, geometry_from_args,
+                                             writable_dir)
     from vscolormnet.weights import resolve_weights
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", required=True, help="384, 512, 640 or WxH (engines use the padded size)")
+    add_geometry_arguments(p)
     p.add_argument("--weights", default=None)
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--device-id", type=int, default=0)
@@ -32,12 +36,20 @@ def main(argv=None) -> int:
     p.add_argument("--workspace-mib", type=int, default=None)
     p.add_argument("--optimization-level", type=int, default=3)
     args = p.parse_args(argv)
-    w, h = parse_size(args.size)
-    options = TrtOptions(engine_dir=args.engine_dir, onnx_dir=args.onnx_dir, workspace_mib=args.workspace_mib,
-                         optimization_level=args.optimization_level)
     try:
-        paths = build_engines(resolve_weights(args.weights), color.padded_size(h, w), device_id=args.device_id,
-                              fp16=args.fp16, options=options)
+        geometry = geometry_from_args(args)
+        options = TrtOptions(engine_dir=writable_dir(args.engine_dir, "--engine-dir"),
+                             onnx_dir=writable_dir(args.onnx_dir, "--onnx-dir"), workspace_mib=args.workspace_mib,
+                             optimization_level=args.optimization_level)
+        try:
+            resolve_spec("trt", device_id=args.device_id, fp16=args.fp16, workspace_mib=args.workspace_mib,
+                         optimization_level=args.optimization_level)
+        except BackendError as e:
+            raise ValueError(f"--backend trt: {e}") from None
+        weights = resolve_weights(args.weights)
+        print(f"build_engines: --size {args.size}: {describe_geometry(geometry)}", file=sys.stderr)
+        paths = build_engines(weights, geometry.padded_hw, device_id=args.device_id, fp16=args.fp16,
+                              options=options)
     except ValueError as e:
         print(f"build_engines: error: {e}", file=sys.stderr)
         return 2

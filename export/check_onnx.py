@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Check exported ONNX graphs against the PyTorch stage methods (ONNX Runtime on CPU).
 
-    python export/check_onnx.py --size 512 [--precision fp16] [--weights CKPT] [--onnx-dir DIR] [--image IMG]
-    python export/check_onnx.py --size 512 --file some/encode_key_560x336_fp32_opset17_v1.onnx --stage encode_key
+    python export/check_onnx.py --size 512 [--source 1440x1080] [--precision fp16] [--weights CKPT]
+        [--onnx-dir DIR] [--image IMG]
+    python export/check_onnx.py --size native --source 560x336 --file some/encode_key_560x336_fp32_opset17_v1.onnx \
+        --stage encode_key
 
 Runs every cached graph of that size on random inputs and on real activations (from IMG or a
-synthetic picture) and prints max |Δ| per output; exits 1 if any is beyond the tolerance
-(fp32: 1e-4·max(1, |ref|); fp16: see vscolormnet.onnx_export.FP16_TOLERANCE).
+synthetic picture) and prints max |Δ| per output and whether the file matches its checksum
+manifest; exits 1 if any is beyond the tolerance (fp32: 1e-4·max(1, |ref|); fp16: see
+vscolormnet.graphs.check.FP16_TOLERANCE), 2 on a bad argument.
 """
 import argparse
 import logging
@@ -17,15 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    from vscolormnet import color
-    from vscolormnet.backends.base import STAGES
-    from vscolormnet.commands.bench import parse_size
-    from vscolormnet.onnx_export import check_graph, onnx_path, real_inputs
+    from vscolormnet.commands.export import add_geometry_arguments, describe_geometry, geometry_from_args
+    from vscolormnet.graphs import manifest
+    from vscolormnet.graphs.cache import onnx_path
+    from vscolormnet.graphs.check import check_graph, real_inputs
+    from vscolormnet.images import read_rgb
+    from vscolormnet.stages import STAGES
     from vscolormnet.weights import load_model, resolve_weights
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", required=True, help="384, 512, 640 or WxH (the graphs use the padded size)")
+    add_geometry_arguments(p)
     p.add_argument("--weights", default=None)
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     p.add_argument("--stage", nargs="+", default=list(STAGES), choices=STAGES)
@@ -35,14 +40,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.file and len(args.stage) != 1:
         p.error("--file needs exactly one --stage")
-    w, h = parse_size(args.size)
-    padded = color.padded_size(h, w)
-    weights = resolve_weights(args.weights)
+    try:
+        geometry = geometry_from_args(args)
+        weights = resolve_weights(args.weights)
+        image = read_rgb(args.image, "--image") if args.image else None
+    except ValueError as e:
+        print(f"check_onnx: error: {e}", file=sys.stderr)
+        return 2
+    padded = geometry.padded_hw
+    print(f"check_onnx: --size {args.size}: {describe_geometry(geometry)}", file=sys.stderr)
     net = load_model(weights)
-    image = None
-    if args.image:
-        from vscolormnet.frames import read_rgb
-        image = read_rgb(args.image)
     real = real_inputs(net, padded, image)
     ok = True
     for stage in args.stage:
@@ -51,6 +58,8 @@ def main(argv=None) -> int:
             print(f"check_onnx: {path} does not exist (export it first)", file=sys.stderr)
             ok = False
             continue
+        why = manifest.problem(path)
+        print(f"check_onnx: {path.name}: " + (f"manifest: {why}" if why else "matches its manifest"), file=sys.stderr)
         for r in check_graph(path, net, stage, padded, args.precision, real=real):
             print(f"check_onnx: {r.line()}", file=sys.stderr)
             ok = ok and r.ok

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Export ColorMNet's stage graphs to ONNX for one size, checked against PyTorch.
 
-Thin wrapper over ``vscolormnet.onnx_export.export_graphs`` (same as ``python -m vscolormnet export``):
+Thin wrapper over ``python -m vscolormnet export`` (``vscolormnet.graphs.cache.export_graphs``):
 
-    python export/export_onnx.py --size 512 --precision both [--weights CKPT] [--onnx-dir DIR]
+    python export/export_onnx.py --size 512 [--source 1440x1080] --precision both [--weights CKPT] [--onnx-dir DIR]
 """
 import sys
 from pathlib import Path

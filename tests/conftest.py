@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from graph_fixtures import onnx_graphs  # noqa: F401  (session-scoped ONNX export, shared by every file)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

@@ -1,4 +1,5 @@
-"""Engine cache without TensorRT: names, atomic writes, rebuild of broken files, folder fallback, logs."""
+"""Engine cache without TensorRT: names, atomic writes, checksum manifests, rebuild of broken files, folder
+fallback, logs (fake build and deserialize functions stand in for TensorRT)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,9 @@ import os
 import pytest
 
 from vscolormnet.backends import engine_cache as ec
-from vscolormnet.backends.engine_cache import EngineCache, EngineKey, atomic_write
+from vscolormnet.backends.engine_cache import EngineCache, EngineKey
+from vscolormnet.fileutil import atomic_write, file_sha256, stdout_to_stderr
+from vscolormnet.graphs import manifest
 
 ENGINE = b"ENGINE" + bytes(range(256)) * 8          # 2 KiB: above MIN_ENGINE_BYTES
 
@@ -26,6 +29,7 @@ class FakeTrt:
         self.payload = payload
         self.builds = 0
         self.loads = 0
+        self.seen = []          # every byte string handed to deserialize
 
     def build(self, log_file):
         self.builds += 1
@@ -34,6 +38,7 @@ class FakeTrt:
 
     def deserialize(self, data: bytes):
         self.loads += 1
+        self.seen.append(data)
         if not data.startswith(b"ENGINE"):
             raise RuntimeError("not an engine")
         return ("engine", len(data))
@@ -107,8 +112,50 @@ def test_builds_once_then_loads(tmp_path):
     assert path == tmp_path / key().filename() and path.read_bytes() == ENGINE
     assert cache.log_path(key()).read_text() == "[INFO] fake build\n"
     assert cache.log_path(key()).parent == path.parent
+    assert manifest.problem(path, key().fields()) is None, "the engine has a matching checksum manifest"
     obj2, _ = cache.load_or_build(key(), fake.build, fake.deserialize)
     assert obj2 == obj and fake.builds == 1
+
+
+def _built(tmp_path):
+    fake = FakeTrt()
+    cache = EngineCache.open(tmp_path)
+    cache.load_or_build(key(), fake.build, fake.deserialize)
+    return cache, cache.path(key())
+
+
+def _flip_middle_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip_one_byte", "truncate_sane_size", "no_manifest", "other_key", "garbage"])
+def test_engine_not_matching_its_manifest_is_rebuilt_before_deserializing(tmp_path, caplog, damage):
+    cache, path = _built(tmp_path)
+    size = path.stat().st_size
+    if damage == "flip_one_byte":
+        _flip_middle_byte(path)
+        assert path.stat().st_size == size
+    elif damage == "truncate_sane_size":
+        path.write_bytes(ENGINE[:-100])
+        assert path.stat().st_size >= cache.min_bytes
+    elif damage == "no_manifest":
+        manifest.manifest_path(path).unlink()
+    elif damage == "other_key":   # an engine of another GPU copied over this name, with its own manifest
+        manifest.write_manifest(path, **key(gpu_name="NVIDIA GeForce RTX 4090").fields())
+    else:
+        manifest.manifest_path(path).write_text("{ not json")
+    damaged = path.read_bytes()
+    fake = FakeTrt()
+    with caplog.at_level(logging.WARNING, logger="vscolormnet"):
+        obj, _ = cache.load_or_build(key(), fake.build, fake.deserialize)
+    assert fake.builds == 1 and obj == ("engine", len(ENGINE)) and path.read_bytes() == ENGINE
+    if damage in ("flip_one_byte", "truncate_sane_size"):
+        assert damaged not in fake.seen, "damaged bytes must never reach TensorRT"
+    assert manifest.problem(path, key().fields()) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "rebuilding" in warnings[0]
 
 
 @pytest.mark.parametrize("corruption", ["garbage", "truncated"])
@@ -127,6 +174,7 @@ def test_corrupt_cached_engine_is_rebuilt_with_a_warning(tmp_path, caplog, corru
 def test_deserialize_returning_none_counts_as_corrupt(tmp_path):
     cache = EngineCache.open(tmp_path)
     cache.path(key()).write_bytes(ENGINE)
+    manifest.write_manifest(cache.path(key()), **key().fields())      # intact bytes that TensorRT refuses
     fake = FakeTrt()
     results = iter([None, ("engine", 1)])
     obj, _ = cache.load_or_build(key(), fake.build, lambda data: next(results))
@@ -138,7 +186,7 @@ def test_a_build_that_does_not_deserialize_is_not_written(tmp_path):
     fake = FakeTrt(payload=b"NOT AN ENGINE" * 200)
     with pytest.raises(RuntimeError):
         cache.load_or_build(key(), fake.build, fake.deserialize)
-    assert not cache.path(key()).exists()
+    assert not cache.path(key()).exists() and not manifest.manifest_path(cache.path(key())).exists()
 
 
 def test_an_empty_build_is_an_error_naming_the_log(tmp_path):
@@ -186,7 +234,7 @@ def test_timing_cache_is_per_version_and_gpu(tmp_path):
 
 # ---- the pipe -------------------------------------------------------------------------------------
 def test_stdout_to_stderr_protects_the_pipe(capfd):
-    with ec.stdout_to_stderr():
+    with stdout_to_stderr():
         os.write(1, b"native library chatter\n")
         print("python chatter")
     print("frame data")
@@ -198,7 +246,7 @@ def test_stdout_to_stderr_protects_the_pipe(capfd):
 def test_file_sha256_is_memoised_but_tracks_changes(tmp_path):
     f = tmp_path / "m.onnx"
     f.write_bytes(b"a")
-    h1 = ec.file_sha256(f)
-    assert h1 == ec.file_sha256(f)
+    h1 = file_sha256(f)
+    assert h1 == file_sha256(f)
     f.write_bytes(b"bb")
-    assert ec.file_sha256(f) != h1
+    assert file_sha256(f) != h1

@@ -1,10 +1,14 @@
-"""ONNX export: every graph in ONNX Runtime (CPU) against PyTorch, static shapes, opset, TensorRT-parsable ops.
+"""ONNX export: every graph in ONNX Runtime (CPU) against PyTorch, static shapes, opset, TensorRT-parsable ops,
+the checked cache (manifests, rebuild of damaged graphs), and the export command's geometry and errors.
 
-Graphs are exported once per test session at the smallest padded size, 112×112, into a folder
-under pytest's temporary directory (shared with tests/test_ort_backend.py), never into the repo.
+The real graphs come from the session fixture ``onnx_graphs`` (tests/graph_fixtures.py: the parity
+checkpoint at 112×112, exported once into pytest's temp folder). Tests that must export again use
+``TinyNet``, a small real network with the same stage contract.
 """
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 
 import numpy as np
@@ -13,11 +17,16 @@ import pytest
 import torch
 
 from conftest import PARITY_CASES
-from vscolormnet import onnx_export as ox
-from vscolormnet.backends.base import STAGES
-from vscolormnet.frames import read_rgb
+from graph_fixtures import (HW, SOURCE_FOR_HW, TinyNet, cli_errors, no_expensive_work, onnx_graphs,  # noqa: F401
+                            tiny_weights)
+from vscolormnet.graphs import manifest
+from vscolormnet.graphs.cache import EXPORT_VERSION, PRECISIONS, export_graphs, origin
+from vscolormnet.graphs.check import ExportCheckError, ort_session, random_inputs, real_inputs
+from vscolormnet.graphs.fp16 import FP16_KEEP_OPS, FP16_KEEP_SCOPES, FP16_KEEP_SUBTREES, fp16_keep_nodes
+from vscolormnet.graphs.trace import traceable
+from vscolormnet.images import read_rgb
+from vscolormnet.stages import INPUTS, OUTPUTS, STAGES, tensor_shapes, validate_padded_hw
 
-HW = (112, 112)
 FP32_ABS_TOL = 1e-4
 # Per-graph fp16 bound used here: max |Δ| / max(1, max |ref|). Measured: ≤ 1.5e-3 (encode_key f4).
 FP16_REL_TOL = 5e-3
@@ -35,63 +44,57 @@ TRT_RESIZE_MODES = {"nearest", "linear"}
 TRT_RESIZE_COORDS = {"half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners", "tf_half_pixel_for_nn"}
 
 
-@pytest.fixture(scope="session")
-def onnx_dir(tmp_path_factory):
-    """One ONNX cache for the whole test session (tests/test_ort_backend.py uses the same folder)."""
-    path = tmp_path_factory.getbasetemp() / "onnx-cache"
-    path.mkdir(exist_ok=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)   # ~2 GB of graphs; pytest keeps old base temps around
-
-
 @pytest.fixture(scope="module")
-def net(parity_checkpoint):
-    from vscolormnet.weights import load_model
-    return load_model(parity_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def graphs(parity_checkpoint, onnx_dir, net):
-    return ox.export_graphs(parity_checkpoint, HW, precisions=("fp32", "fp16"), cache_dir=onnx_dir, net=net)
-
-
-@pytest.fixture(scope="module")
-def real(net):
+def real(onnx_graphs):
     """Real activations from an actual photograph (the parity reference, a colour frame)."""
     image = read_rgb(PARITY_CASES / "blackswan_short" / "ref" / "blackswan" / "00000.png")
-    return ox.real_inputs(net, HW, image)
+    return real_inputs(onnx_graphs.net, HW, image)
 
 
 _SESSIONS = {}
+_REFERENCES = {}                   # PyTorch outputs per (net, stage, inputs label): the fp32 and fp16 tests share them
 
 
-def run_both(path, net, stage, inputs):
+def run_both(path, net, stage, inputs, label=None):
+    """ONNX Runtime outputs of the graph at ``path`` and the PyTorch stage outputs, as NumPy."""
+    feeds = {name: t.numpy() for name, t in zip(INPUTS[stage], inputs)}
     if path not in _SESSIONS:
-        _SESSIONS[path] = ox.ort_session(path, threads=torch.get_num_threads())
-    session = _SESSIONS[path]
-    feeds = {name: t.numpy() for name, t in zip(ox.INPUTS[stage], inputs)}
-    got = session.run(list(ox.OUTPUTS[stage]), feeds)
-    with torch.no_grad():
-        ref = getattr(net, stage)(*inputs)
-    ref = ref if isinstance(ref, tuple) else (ref,)
-    return got, [r.numpy() for r in ref]
+        _SESSIONS[path] = ort_session(path, threads=torch.get_num_threads())
+    got = _SESSIONS[path].run(list(OUTPUTS[stage]), feeds)
+    key = (id(net), stage, label)
+    if label is None or key not in _REFERENCES:
+        with torch.no_grad():
+            ref = getattr(net, stage)(*inputs)
+        _REFERENCES[key] = [r.numpy() for r in (ref if isinstance(ref, tuple) else (ref,))]
+    return got, _REFERENCES[key]
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_fp32_graph_matches_pytorch(graphs, net, real, stage):
-    for inputs in (ox.random_inputs(stage, HW, seed=123), real[stage]):
-        got, ref = run_both(graphs[(stage, "fp32")], net, stage, inputs)
-        assert len(got) == len(ref) == len(ox.OUTPUTS[stage])
-        for name, g, r in zip(ox.OUTPUTS[stage], got, ref):
+def assert_matches_fp32(path, net, stage, input_sets):
+    for label, inputs in input_sets:
+        got, ref = run_both(path, net, stage, inputs, label)
+        assert len(got) == len(ref) == len(OUTPUTS[stage])
+        for name, g, r in zip(OUTPUTS[stage], got, ref):
             assert g.shape == r.shape and g.dtype == np.float32
             assert np.abs(g - r).max() <= FP32_ABS_TOL, f"{stage}.{name}: max |Δ| {np.abs(g - r).max():.2e}"
 
 
+# ---- the real graphs ------------------------------------------------------------------------------
+SLOW_STAGES = [pytest.param(s, marks=pytest.mark.slow) if s == "encode_key" else s for s in STAGES]
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize("stage", SLOW_STAGES)
+def test_fp32_graph_matches_pytorch(onnx_graphs, real, stage):
+    assert_matches_fp32(onnx_graphs[(stage, "fp32")], onnx_graphs.net, stage,
+                        (("random", random_inputs(stage, HW, seed=123)), ("real", real[stage])))
+
+
+@pytest.mark.onnx
 @pytest.mark.parametrize("stage", STAGES)
-def test_fp16_graph_within_tolerance(graphs, net, real, stage):
-    for inputs in (ox.random_inputs(stage, HW, seed=123), real[stage]):
-        got, ref = run_both(graphs[(stage, "fp16")], net, stage, inputs)
-        for name, g, r in zip(ox.OUTPUTS[stage], got, ref):
+def test_fp16_graph_within_tolerance(onnx_graphs, real, stage):
+    for label, inputs in (("random", random_inputs(stage, HW, seed=123)), ("real", real[stage])):
+        got, ref = run_both(onnx_graphs[(stage, "fp16")], onnx_graphs.net, stage, inputs, label)
+        for name, g, r in zip(OUTPUTS[stage], got, ref):
             assert g.dtype == np.float32 and np.isfinite(g).all()
             rel = np.abs(g - r).max() / max(1.0, np.abs(r).max())
             assert rel <= FP16_REL_TOL, f"{stage}.{name}: relative max |Δ| {rel:.2e}"
@@ -103,26 +106,26 @@ def _value_types(model):
         i.name: onnx.helper.make_tensor_type_proto(i.data_type, i.dims).tensor_type for i in g.initializer}
 
 
-@pytest.mark.parametrize("precision", ox.PRECISIONS)
+@pytest.mark.onnx
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("stage", STAGES)
-def test_graph_is_static_opset17_and_tensorrt_parsable(graphs, stage, precision):
-    model = onnx.load(str(graphs[(stage, precision)]))
+def test_graph_is_static_opset17_and_tensorrt_parsable(onnx_graphs, stage, precision):
+    model = onnx.load(str(onnx_graphs[(stage, precision)]))
     onnx.checker.check_model(model, full_check=True)
     assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}
     assert max(o.version for o in model.opset_import) <= 17
     assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
-    shapes = ox.tensor_shapes(HW)
-    io = [(vi, shapes[vi.name]) for vi in list(model.graph.input) + list(model.graph.output)]
-    assert [vi.name for vi in model.graph.input] == list(ox.INPUTS[stage])
-    assert [vi.name for vi in model.graph.output] == list(ox.OUTPUTS[stage])
-    for vi, shape in io:
+    shapes = tensor_shapes(HW)
+    assert [vi.name for vi in model.graph.input] == list(INPUTS[stage])
+    assert [vi.name for vi in model.graph.output] == list(OUTPUTS[stage])
+    for vi in list(model.graph.input) + list(model.graph.output):
         t = vi.type.tensor_type
         assert t.elem_type == onnx.TensorProto.FLOAT
-        assert tuple(d.dim_value for d in t.shape.dim) == shape and all(d.HasField("dim_value") for d in t.shape.dim)
+        assert all(d.HasField("dim_value") for d in t.shape.dim)
+        assert tuple(d.dim_value for d in t.shape.dim) == shapes[vi.name]
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     for vi in inferred.graph.value_info:
-        dims = vi.type.tensor_type.shape.dim
-        assert all(d.HasField("dim_value") for d in dims), f"{vi.name} has a dynamic dimension"
+        assert all(d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim), f"{vi.name} is dynamic"
     ops = {n.op_type for n in model.graph.node}
     assert ops <= TRT_SUPPORTED_OPS, f"not parsable by TensorRT: {sorted(ops - TRT_SUPPORTED_OPS)}"
     for n in model.graph.node:
@@ -137,14 +140,15 @@ def test_graph_is_static_opset17_and_tensorrt_parsable(graphs, stage, precision)
         seen.update(n.output)
 
 
+@pytest.mark.onnx
 @pytest.mark.parametrize("stage", STAGES)
-def test_fp16_keeps_the_unsafe_parts_fp32(graphs, stage):
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(graphs[(stage, "fp16")])))
+def test_fp16_keeps_the_unsafe_parts_fp32(onnx_graphs, stage):
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_graphs[(stage, "fp16")])))
     types = _value_types(model)
     fp16_convs = 0
     for n in model.graph.node:
         kinds = {types[i].elem_type for i in n.input if i in types and types[i].elem_type in (1, 10)}
-        if n.op_type in ox.FP16_KEEP_OPS:
+        if n.op_type in FP16_KEEP_OPS:
             assert kinds == {onnx.TensorProto.FLOAT}, f"{n.name} ({n.op_type}) is not fp32"
         if "/short_term_attn/" in n.name and n.op_type == "Softmax":
             assert kinds == {onnx.TensorProto.FLOAT}
@@ -153,40 +157,138 @@ def test_fp16_keeps_the_unsafe_parts_fp32(graphs, stage):
     assert fp16_convs > 0, "the convolutions should run in fp16"
 
 
-def test_a_graph_that_disagrees_is_not_written(parity_checkpoint, tmp_path, net, monkeypatch):
-    real_export = ox.export_graph
+@pytest.mark.onnx
+@pytest.mark.parametrize("stage, scopes", [("encode_key", ("/attn", "/crossattn", "/key_proj/")),
+                                           ("short_term_attention", ("/short_term_attn",))])
+def test_fp16_keep_scopes_still_name_model_modules(onnx_graphs, stage, scopes):
+    """A renamed module in model/ would silently leave its similarity in fp16: every scope must match."""
+    model = onnx.load(str(onnx_graphs[(stage, "fp32")]), load_external_data=False)
+    keep = set(fp16_keep_nodes(model))
+    assert set(scopes) <= set(FP16_KEEP_SCOPES + FP16_KEEP_SUBTREES)
+    for scope in scopes:
+        matched = [n.name for n in model.graph.node if (n.name.startswith(scope) if scope.endswith("/")
+                                                        else n.name.rsplit("/", 1)[0].endswith(scope))]
+        assert matched and set(matched) <= keep, f"no node of {stage} is in scope {scope}"
 
-    def broken_export(net_, stage, padded_hw):
+
+# ---- the cache ------------------------------------------------------------------------------------
+@pytest.mark.onnx
+def test_cache_layout_manifests_and_reuse(onnx_graphs, monkeypatch):
+    from vscolormnet.fileutil import file_sha256
+    weights_sha = file_sha256(onnx_graphs.weights)
+    folder = onnx_graphs.cache_dir / weights_sha[:16]
+    for (stage, precision), path in onnx_graphs.paths.items():
+        assert path.parent == folder
+        assert path.name == f"{stage}_112x112_{precision}_opset17_v{EXPORT_VERSION}.onnx"
+        assert manifest.problem(path, origin(weights_sha, stage, HW, precision)) is None
+        record = manifest.read_manifest(path)
+        assert record["size"] == path.stat().st_size and all(c["ok"] for c in record["checks"])
+    assert not list(folder.glob(".*.tmp")), "no temporary files left behind"
+    from vscolormnet.graphs import cache
+    monkeypatch.setattr(cache, "export_graph", lambda *a, **k: pytest.fail("intact graphs must not be re-exported"))
+    again = export_graphs(onnx_graphs.weights, HW, precisions=("fp32", "fp16"), cache_dir=onnx_graphs.cache_dir)
+    assert again == onnx_graphs.paths
+
+
+@pytest.mark.onnx
+def test_a_graph_that_disagrees_is_not_written(tiny_weights, tmp_path, monkeypatch):
+    from vscolormnet.graphs import cache
+    real_export = cache.export_graph
+
+    def broken_export(net_, stage, padded_hw):          # the real graph with a 1 % weight error
         model = real_export(net_, stage, padded_hw)
         for init in model.graph.initializer:
-            if init.name.endswith("pred.weight"):
+            if init.name.endswith("dec_out.weight"):
                 w = onnx.numpy_helper.to_array(init) * 1.01
                 init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
         return model
 
-    monkeypatch.setattr(ox, "export_graph", broken_export)
-    with pytest.raises(ox.ExportCheckError, match="decode fp32"):
-        ox.ensure_onnx(parity_checkpoint, "decode", HW, cache_dir=tmp_path, net=net)
-    assert not list(tmp_path.rglob("*.onnx"))
+    monkeypatch.setattr(cache, "export_graph", broken_export)
+    with pytest.raises(ExportCheckError, match="decode fp32"):
+        cache.ensure_onnx(tiny_weights, "decode", HW, cache_dir=tmp_path, net=TinyNet())
+    assert not list(tmp_path.rglob("*.onnx")) and not list(tmp_path.rglob("*.json"))
 
 
-def test_cache_layout_and_reuse(parity_checkpoint, graphs, onnx_dir, monkeypatch):
-    from vscolormnet.backends.engine_cache import file_sha256
-    folder = onnx_dir / file_sha256(parity_checkpoint)[:16]
-    for (stage, precision), path in graphs.items():
-        assert path.parent == folder
-        assert path.name == f"{stage}_112x112_{precision}_opset17_v{ox.EXPORT_VERSION}.onnx"
-        assert path.with_suffix(".check.json").is_file()
-    assert not list(folder.glob(".*.tmp")), "no temporary files left behind"
-    monkeypatch.setattr(ox, "export_graph", lambda *a, **k: pytest.fail("cached graphs must not be re-exported"))
-    again = ox.export_graphs(parity_checkpoint, HW, precisions=("fp32", "fp16"), cache_dir=onnx_dir)
-    assert again == graphs
+@pytest.fixture
+def tiny_cache(tiny_weights, tmp_path):
+    """Two fp32 TinyNet graphs, freshly exported into a private cache folder."""
+    net = TinyNet()
+    paths = export_graphs(tiny_weights, HW, stages=("encode_value", "decode_update"), cache_dir=tmp_path, net=net)
+    return paths, net
 
 
-def test_traceable_restores_the_network(net):
+@pytest.mark.onnx
+@pytest.mark.parametrize("damage", ["flip_one_byte", "truncate", "no_manifest", "other_weights"])
+def test_damaged_cached_graph_is_rebuilt_with_a_warning(tiny_weights, tiny_cache, tmp_path, caplog, damage):
+    paths, net = tiny_cache
+    stage = "decode_update"
+    path = paths[(stage, "fp32")]
+    size = path.stat().st_size
+    if damage == "flip_one_byte":
+        with open(path, "r+b") as f:
+            f.seek(size // 2)
+            byte = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        assert path.stat().st_size == size
+    elif damage == "truncate":
+        with open(path, "r+b") as f:
+            f.truncate(size // 3)
+    elif damage == "no_manifest":
+        manifest.manifest_path(path).unlink()
+    else:
+        record = manifest.read_manifest(path) | {"weights_sha256": "0" * 64}
+        manifest.manifest_path(path).write_text(json.dumps(record))
+    others = {k: p.stat().st_mtime_ns for k, p in paths.items() if k[0] != stage}
+    with caplog.at_level(logging.WARNING, logger="vscolormnet"):
+        again = export_graphs(tiny_weights, HW, stages=("encode_value", "decode_update"), cache_dir=tmp_path, net=net)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "rebuilding" in warnings[0]
+    assert again == paths and path.stat().st_size == size
+    assert {k: p.stat().st_mtime_ns for k, p in paths.items() if k[0] != stage} == others, "only it is rebuilt"
+    from vscolormnet.fileutil import file_sha256
+    assert manifest.problem(path, origin(file_sha256(tiny_weights), stage, HW, "fp32")) is None
+    real = real_inputs(net, HW)
+    assert_matches_fp32(path, net, stage, ((None, random_inputs(stage, HW, seed=5)), (None, real[stage])))
+
+
+@pytest.mark.onnx
+def test_fp16_is_rebuilt_from_a_damaged_fp32_graph(tiny_weights, tmp_path, caplog):
+    net = TinyNet()
+    fp32 = export_graphs(tiny_weights, HW, stages=("encode_value",), cache_dir=tmp_path, net=net)
+    path = fp32[("encode_value", "fp32")]
+    path.write_bytes(b"\0" * path.stat().st_size)
+    with caplog.at_level(logging.WARNING, logger="vscolormnet"):
+        fp16 = export_graphs(tiny_weights, HW, precisions=("fp16",), stages=("encode_value",), cache_dir=tmp_path,
+                             net=net)
+    assert any(str(path) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert manifest.problem(path) is None and manifest.problem(fp16[("encode_value", "fp16")]) is None
+
+
+def test_manifest_problems(tmp_path):
+    f = tmp_path / "g.onnx"
+    f.write_bytes(b"graph bytes" * 100)
+    assert "manifest" in manifest.problem(f)
+    manifest.write_manifest(f, export_version=1, weights_sha256="ab")
+    assert manifest.problem(f) is None and manifest.problem(f, {"export_version": 1}) is None
+    assert "export_version" in manifest.problem(f, {"export_version": 2})
+    manifest.manifest_path(f).write_text("{not json")
+    assert "manifest" in manifest.problem(f)
+    manifest.write_manifest(f)
+    f.write_bytes(b"graph bytes" * 99)
+    assert "bytes" in manifest.problem(f)
+    assert manifest.problem(tmp_path / "missing.onnx") == "is missing"
+
+
+def test_traceable_restores_the_network():
+    from vscolormnet.model import ColorMNet
     from vscolormnet.model.blocks import LayerNorm2d
-    with ox.traceable(net, HW):
+    with torch.device("meta"):
+        net = ColorMNet()
+    net = net.to_empty(device="cpu")
+    with traceable(net, HW):
         assert "interpolated_pos_embed" in vars(net.key_encoder.network2.backbone)
+        assert any("forward" in vars(m) for m in net.modules() if isinstance(m, LayerNorm2d))
     assert "interpolated_pos_embed" not in vars(net.key_encoder.network2.backbone)
     assert not any("forward" in vars(m) for m in net.modules() if isinstance(m, LayerNorm2d))
 
@@ -194,16 +296,45 @@ def test_traceable_restores_the_network(net):
 @pytest.mark.parametrize("bad", [(100, 112), (112, 0), "112", (112,)])
 def test_padded_size_is_validated(bad):
     with pytest.raises(ValueError):
-        ox.validate_padded_hw(bad)
+        validate_padded_hw(bad)
 
 
-def test_export_cli_lists_the_cached_files(parity_checkpoint, graphs, onnx_dir, capfd):
-    import json
-
+# ---- the export command ---------------------------------------------------------------------------
+@pytest.mark.onnx
+def test_export_cli_lists_the_cached_files(onnx_graphs, capfd):
     from vscolormnet.__main__ import main
-    rc = main(["export", "--size", "100x56", "--precision", "both", "--weights", str(parity_checkpoint),
-               "--onnx-dir", str(onnx_dir), "--json"])
-    out, _ = capfd.readouterr()
+    rc = main(["export", "--size", "native", "--source", SOURCE_FOR_HW, "--precision", "both",
+               "--weights", str(onnx_graphs.weights), "--onnx-dir", str(onnx_graphs.cache_dir), "--json"])
+    out, err = capfd.readouterr()
     assert rc == 0
     listed = json.loads(out)
-    assert len(listed) == 12 and listed["encode_key/fp16"] == str(graphs[("encode_key", "fp16")])
+    assert len(listed) == 12 and listed["encode_key/fp16"] == str(onnx_graphs[("encode_key", "fp16")])
+    assert "padded 112x112" in err
+
+
+@pytest.mark.parametrize("size, source, padded", [
+    ("512", "1920x1080", (336, 560)), ("512", "16:9", (336, 560)), ("512", "4:3", (448, 560)),
+    ("512", "1440x1080", (448, 560)), ("384", "4:3", (336, 448)), ("640", "1440x1080", (560, 672)),
+    ("native", "100x56", (112, 112)), ("512", "320x240", (336, 336))])
+def test_export_and_bench_use_colorize_geometry(size, source, padded):
+    from argparse import Namespace
+
+    from vscolormnet.commands.export import geometry_from_args
+    from vscolormnet.geometry import inference_geometry, parse_source_size
+    g = geometry_from_args(Namespace(size=size, source=source))
+    assert g.padded_hw == padded == inference_geometry(*parse_source_size(source), size).padded_hw
+
+
+def test_export_cli_errors_are_one_line_naming_the_flag(parity_checkpoint, tmp_path, monkeypatch, capfd):
+    from vscolormnet.__main__ import main
+    no_expensive_work(monkeypatch)
+    cases = cli_errors(tmp_path) + [(["--precision", "fp8"], "--precision"), (["--backend", "tf"], "--backend"),
+                                    (["--image", str(tmp_path / "missing.png")], "--image")]
+    for args, flag in cases:
+        weights = [] if "--weights" in args else ["--weights", str(parity_checkpoint)]
+        rc = main(["export", *weights, *args])
+        out, err = capfd.readouterr()
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert rc == 2 and out == "", args
+        assert len(lines) == 1 and lines[0].startswith(f"export: error: {flag}"), (args, err)
+        shutil.rmtree(tmp_path / "missing", ignore_errors=True)

@@ -1,17 +1,29 @@
-"""ONNX Runtime backend on CPU: parity cases end to end (fp32), fp16 within its stated tolerance, the interface."""
+"""ONNX Runtime backend on CPU: a parity case end to end (fp32), fp16 within its stated tolerance, the interface,
+threads, rebuild of a graph that does not load, and the bench command (geometry, JSON, errors).
+
+Graphs come from the session fixture ``onnx_graphs`` (tests/graph_fixtures.py, 112×112): the
+``not_first`` parity case (96×55) pads to that size, so no other size is exported.
+"""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import PARITY_CASES
+from graph_fixtures import (HW, SOURCE_FOR_HW, TinyNet, cli_errors, no_expensive_work, onnx_graphs,  # noqa: F401
+                            tiny_weights)
 from vscolormnet.backends import create_backend
 from vscolormnet.backends.ort_backend import OrtBackend, OrtOptions
 from vscolormnet.frames import colorize_frames
+from vscolormnet.graphs.check import random_inputs
+from vscolormnet.stages import INPUTS, STAGES
 
 # fp16 graphs end to end against the fp32 reference (ab' = Lab ab / 110). Measured with ORT CPU:
 # not_first (12 frames, 112×112) max 0.0055 / mean 5.9e-4, odd_size max 0.0066 / mean 3.9e-4,
@@ -19,30 +31,24 @@ from vscolormnet.frames import colorize_frames
 # colour difference (ΔE ≈ 2.3); the mean bound catches a systematic drift.
 FP16_AB_MAX = 0.02
 FP16_AB_MEAN = 2e-3
+PARITY_CASE = "not_first"          # 96×55 → padded 112×112, the size of the session graphs
 
 
-@pytest.fixture(scope="session")
-def onnx_dir(tmp_path_factory):
-    """Same folder as tests/test_onnx_export.py's fixture, so graphs are exported once per session."""
-    path = tmp_path_factory.getbasetemp() / "onnx-cache"
-    path.mkdir(exist_ok=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)   # ~2 GB of graphs; pytest keeps old base temps around
-
-
-def run_case(case_name, checkpoint, onnx_dir, monkeypatch, fp16=False):
-    monkeypatch.setenv("VSCOLORMNET_ONNX_DIR", str(onnx_dir))
-    case = PARITY_CASES / case_name
+def run_case(graphs, monkeypatch, fp16=False):
+    monkeypatch.setenv("VSCOLORMNET_ONNX_DIR", str(graphs.cache_dir))
+    case = PARITY_CASES / PARITY_CASE
     cfg = json.loads((case / "config.json").read_text())
     expected = np.load(case / "outputs.npz")
-    result = colorize_frames(case / "input" / "blackswan", case / "ref" / "blackswan" / "00000.png", checkpoint,
+    result = colorize_frames(case / "input" / "blackswan", case / "ref" / "blackswan" / "00000.png", graphs.weights,
                              first_frame_is_ref=not cfg["first_frame_not_exemplar"], backend="ort", fp16=fp16,
                              progress=False)
     return result, expected
 
 
-def test_odd_size_parity_through_ort(parity_checkpoint, onnx_dir, monkeypatch):
-    result, expected = run_case("odd_size", parity_checkpoint, onnx_dir, monkeypatch)
+@pytest.mark.onnx
+@pytest.mark.slow
+def test_parity_case_through_ort(onnx_graphs, monkeypatch):
+    result, expected = run_case(onnx_graphs, monkeypatch)
     d = np.abs(result.ab_pred - expected["ab_pred"])
     assert d.max() <= 1e-3, f"max |Δab| {d.max():.2e}"
     assert d.mean() <= 1e-5, f"mean |Δab| {d.mean():.2e}"
@@ -50,8 +56,10 @@ def test_odd_size_parity_through_ort(parity_checkpoint, onnx_dir, monkeypatch):
         assert np.array_equal(getattr(result, counter), expected[counter]), counter
 
 
-def test_fp16_graphs_stay_within_tolerance(parity_checkpoint, onnx_dir, monkeypatch):
-    result, expected = run_case("not_first", parity_checkpoint, onnx_dir, monkeypatch, fp16=True)
+@pytest.mark.onnx
+@pytest.mark.slow
+def test_fp16_graphs_stay_within_tolerance(onnx_graphs, monkeypatch):
+    result, expected = run_case(onnx_graphs, monkeypatch, fp16=True)
     assert np.isfinite(result.ab_pred).all()
     d = np.abs(result.ab_pred - expected["ab_pred"])
     assert d.max() <= FP16_AB_MAX, f"max |Δab| {d.max():.4f}"
@@ -60,20 +68,20 @@ def test_fp16_graphs_stay_within_tolerance(parity_checkpoint, onnx_dir, monkeypa
         assert np.array_equal(getattr(result, counter), expected[counter]), counter
 
 
-def test_backend_interface_matches_torch(parity_checkpoint, onnx_dir):
-    """Every stage: float32 CPU torch tensors out, same shapes and values as the PyTorch backend."""
-    from vscolormnet.onnx_export import INPUTS, random_inputs
-    hw = (112, 112)
-    ort_be = create_backend("ort", weights=parity_checkpoint, padded_hw=hw, onnx_dir=str(onnx_dir), num_threads=1)
-    torch_be = create_backend("torch", weights=parity_checkpoint)
+@pytest.mark.onnx
+@pytest.mark.slow
+def test_backend_interface_matches_torch(onnx_graphs):
+    """Every stage: float32 CPU torch tensors out, same shapes and values as the PyTorch stage methods."""
+    ort_be = OrtBackend(onnx_graphs.weights, HW, options=OrtOptions(onnx_dir=str(onnx_graphs.cache_dir), num_threads=1))
     assert isinstance(ort_be, OrtBackend) and ort_be.device == torch.device("cpu") and not ort_be.fp16
     assert ort_be.describe() == "ort on cpu (fp32, 112x112)"
     for name, st in ort_be._stages.items():
         assert st.session.get_session_options().intra_op_num_threads == 1
-        inputs = random_inputs(name, hw, seed=7)
+        inputs = random_inputs(name, HW, seed=7)
         assert len(inputs) == len(INPUTS[name])
         got = getattr(ort_be, name)(*inputs)
-        ref = getattr(torch_be, name)(*inputs)
+        with torch.no_grad():
+            ref = getattr(onnx_graphs.net, name)(*inputs)
         got, ref = (got, ref) if isinstance(got, tuple) else ((got,), (ref,))
         for g, r in zip(got, ref):
             assert isinstance(g, torch.Tensor) and g.dtype == torch.float32 and g.device.type == "cpu"
@@ -82,13 +90,51 @@ def test_backend_interface_matches_torch(parity_checkpoint, onnx_dir):
     ort_be.close()
 
 
-def test_default_threads_follow_torch(parity_checkpoint, onnx_dir):
-    be = OrtBackend(parity_checkpoint, (112, 112), options=OrtOptions(onnx_dir=onnx_dir))
+@pytest.mark.onnx
+def test_default_threads_and_calls_from_several_threads(onnx_graphs):
+    be = OrtBackend(onnx_graphs.weights, HW, options=OrtOptions(onnx_dir=onnx_graphs.cache_dir))
     opts = be._stages["decode"].session.get_session_options()
     assert opts.intra_op_num_threads == torch.get_num_threads()
+    inputs = [random_inputs("encode_value", HW, seed=s) for s in range(4)]
+    serial = [be.encode_value(*x) for x in inputs]
+    with ThreadPoolExecutor(4) as pool:           # a shared backend is called from several VS threads
+        parallel = list(pool.map(lambda x: be.encode_value(*x), inputs * 2))
+    for i, out in enumerate(parallel):
+        assert torch.equal(out, serial[i % 4])
 
 
-def test_option_and_device_errors(parity_checkpoint, onnx_dir):
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+@pytest.mark.onnx
+def test_graph_that_does_not_load_is_rebuilt_with_a_warning(tiny_weights, tmp_path, caplog):
+    """A graph whose manifest matches (written over garbage) but that ONNX Runtime rejects: rebuilt once."""
+    from vscolormnet.fileutil import atomic_write
+    from vscolormnet.graphs import manifest
+    from vscolormnet.graphs.cache import export_graphs
+    net = TinyNet()
+    paths = export_graphs(tiny_weights, HW, cache_dir=tmp_path, net=net)
+    bad = paths[("short_term_attention", "fp32")]
+    atomic_write(bad, b"not an onnx graph " * 64)
+    manifest.write_manifest(bad, **{k: v for k, v in manifest.read_manifest(bad).items()
+                                    if k not in ("file", "sha256", "size")})
+    assert manifest.problem(bad) is None
+    with caplog.at_level(logging.WARNING, logger="vscolormnet"):
+        be = OrtBackend(tiny_weights, HW, options=OrtOptions(onnx_dir=tmp_path, num_threads=1), net=net)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(bad) in warnings[0] and "ONNX Runtime" in warnings[0]
+    assert manifest.problem(bad) is None and bad.stat().st_size != 18 * 64
+    inputs = random_inputs("short_term_attention", HW, seed=3)
+    with torch.no_grad():
+        assert (be.short_term_attention(*inputs) - net.short_term_attention(*inputs)).abs().max() <= 1e-4
+    assert set(be._stages) == set(STAGES)
+
+
+def test_option_and_device_errors(parity_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="graph_optimization"):
         OrtOptions(graph_optimization="fast").validate()
     with pytest.raises(ValueError, match="num_threads"):
@@ -96,33 +142,41 @@ def test_option_and_device_errors(parity_checkpoint, onnx_dir):
     with pytest.raises(ValueError, match="padded_hw"):
         create_backend("ort", weights=parity_checkpoint)
     with pytest.raises(ValueError, match="multiples of 112"):
-        create_backend("ort", weights=parity_checkpoint, padded_hw=(100, 112), onnx_dir=str(onnx_dir))
+        OrtBackend(parity_checkpoint, (100, 112), options=OrtOptions(onnx_dir=tmp_path))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda|CUDA"):
-            create_backend("ort", weights=parity_checkpoint, padded_hw=(112, 112), device="cuda",
-                           onnx_dir=str(onnx_dir))
+            create_backend("ort", weights=parity_checkpoint, padded_hw=HW, device="cuda", onnx_dir=str(tmp_path))
 
 
-def test_bench_cli_prints_only_json_on_stdout(parity_checkpoint, onnx_dir, monkeypatch, capfd):
+# ---- the bench command ----------------------------------------------------------------------------
+@pytest.mark.onnx
+@pytest.mark.slow
+def test_bench_cli_prints_only_json_on_stdout(onnx_graphs, capfd):
     from vscolormnet.__main__ import main
-    monkeypatch.setenv("VSCOLORMNET_ONNX_DIR", str(onnx_dir))
-    rc = main(["bench", "--backend", "ort", "--size", "100x56", "--frames", "3", "--threads", "1",
-               "--weights", str(parity_checkpoint), "--json"])
+    rc = main(["bench", "--backend", "ort", "--size", "native", "--source", SOURCE_FOR_HW, "--frames", "3",
+               "--threads", "1", "--weights", str(onnx_graphs.weights), "--onnx-dir", str(onnx_graphs.cache_dir),
+               "--json"])
     out, err = capfd.readouterr()
     assert rc == 0
     result = json.loads(out)
-    assert result["padded_wh"] == [112, 112] and result["timed_frames"] == 2 and result["threads"] == 1
+    assert result["padded_wh"] == [112, 112] and result["size_wh"] == [100, 56]
+    assert result["timed_frames"] == 2 and result["threads"] == 1 and result["size"] == "native"
     assert set(result["ms_per_frame"]) == {"encode_key", "memory_readout", "short_term_attention", "decoder",
                                            "encode_value", "colour_conversion"}
     assert result["calls"]["encode_key"] == 2 and result["fps"] > 0 and result["peak_rss_mib"] > 0
-    assert "fps" in err and "encode_key" in err
+    assert "fps" in err and "encode_key" in err and "padded 112x112" in err
 
 
-def test_bench_size_presets():
-    from vscolormnet.color import padded_size
-    from vscolormnet.commands.bench import parse_size
-    assert parse_size("512") == (512, 288) and padded_size(288, 512) == (336, 560)
-    assert parse_size("384") == (384, 216) and parse_size("640") == (640, 360)
-    assert parse_size("185x99") == (185, 99)
-    with pytest.raises(ValueError, match="--size"):
-        parse_size("500")
+def test_bench_cli_errors_are_one_line_naming_the_flag(parity_checkpoint, tmp_path, monkeypatch, capfd):
+    from vscolormnet.__main__ import main
+    no_expensive_work(monkeypatch)
+    cases = cli_errors(tmp_path) + [(["--frames", "1"], "--frames")]
+    if not torch.cuda.is_available():
+        cases.append((["--backend", "torch", "--fp16"], "--backend"))
+    for args, flag in cases:
+        weights = [] if "--weights" in args else ["--weights", str(parity_checkpoint)]
+        rc = main(["bench", *weights, *args])
+        out, err = capfd.readouterr()
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert rc == 2 and out == "", args
+        assert len(lines) == 1 and lines[0].startswith(f"bench: error: {flag}"), (args, err)

@@ -7,8 +7,10 @@ Follows vs-mlrt's engine cache (``vsmlrt.py`` ``trtexec`` path) without its weak
   anything that must not change the engine (thread counts, log level, …) stays out of it;
 - a file is written to a temporary name in the same folder and renamed (``atomic_write``),
   so an interrupted build never leaves a usable-looking engine;
-- a cached file is trusted only if it has a sane size and deserializes; otherwise it is
-  rebuilt with a warning;
+- every engine has a checksum manifest (``graphs.manifest``: sha256, size and the key, written
+  after the engine); a cached file is trusted only if it has a sane size, matches its manifest
+  (checked *before* TensorRT sees the bytes) and deserializes; otherwise it is rebuilt with a
+  warning;
 - the folder is configurable, with a writable fallback (user cache, then temp);
 - the build log is written next to the engine (``<engine>.log``) and kept on failure;
 - two processes building the same engine serialise on a lock file.
@@ -18,7 +20,6 @@ module is fully testable without TensorRT (``tests/test_engine_cache.py`` uses f
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -26,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, TypeVar
 
-from ..fileutil import (atomic_write, choose_writable_dir, file_lock, file_sha256, is_writable_dir,  # noqa: F401
-                        stdout_to_stderr, temp_cache_dir, user_cache_dir)
+from ..fileutil import atomic_write, choose_writable_dir, file_lock, temp_cache_dir, user_cache_dir
+from ..graphs import manifest
 
 log = logging.getLogger("vscolormnet")
 T = TypeVar("T")
@@ -47,7 +48,7 @@ def sanitize(text: str, max_len: int = 48) -> str:
 class EngineKey:
     """Everything that invalidates a serialized engine.
 
-    stage:        graph name (``encode_key``, …, see ``backends.base.STAGES``).
+    stage:        graph name (``encode_key``, …, see ``stages.STAGES``).
     padded_hw:    the padded inference size ``(Hp, Wp)`` the static graph was exported for.
     precision:    ``fp32`` or ``fp16``.
     onnx_sha256:  checksum of the ONNX file the engine is built from (covers weights and graph).
@@ -67,6 +68,11 @@ class EngineKey:
         hp, wp = self.padded_hw
         return (f"{self.stage}_{wp}x{hp}_{self.precision}_onnx-{self.onnx_sha256[:16]}"
                 f"_trt-{sanitize(self.trt_version)}_{sanitize(self.gpu_name)}.engine")
+
+    def fields(self) -> dict:
+        """The key as JSON-friendly manifest fields (an engine is used only for the same key)."""
+        return {"stage": self.stage, "padded_hw": list(self.padded_hw), "precision": self.precision,
+                "onnx_sha256": self.onnx_sha256, "trt_version": self.trt_version, "gpu_name": self.gpu_name}
 
 
 def default_engine_dir() -> Path:
@@ -114,18 +120,17 @@ class EngineCache:
 
         build(log_file) -> bytes:  builds the serialized engine, writing its log to ``log_file``.
         deserialize(data) -> obj:  raises (or returns None) if ``data`` is not a usable engine.
-        A cached file that is too small or fails to deserialize is rebuilt with a warning.
+        A cached file that is too small, does not match its checksum manifest or fails to
+        deserialize is removed and rebuilt with a warning.
         """
         path = self.path(key)
         with file_lock(path.with_name(path.name + ".lock")):
             if path.is_file():
-                obj, problem = self._try_load(path, deserialize)
+                obj, problem = self._try_load(path, key, deserialize)
                 if obj is not None:
                     log.info("engine %s loaded from cache", path.name)
                     return obj, path
-                log.warning("cached engine %s %s; rebuilding it", path, problem)
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                manifest.discard(path, problem)
             log_path = self.log_path(key)
             log.info("building engine %s (log: %s)", path.name, log_path)
             with open(log_path, "w", encoding="utf-8") as log_file:
@@ -143,12 +148,16 @@ class EngineCache:
             if obj is None:
                 raise RuntimeError(f"the freshly built engine {path.name} does not deserialize; see {log_path}")
             atomic_write(path, data)
+            manifest.write_manifest(path, **key.fields())     # after the engine: it vouches for complete bytes
             return obj, path
 
-    def _try_load(self, path: Path, deserialize: Callable[[bytes], T]) -> tuple[T | None, str]:
+    def _try_load(self, path: Path, key: EngineKey, deserialize: Callable[[bytes], T]) -> tuple[T | None, str]:
         size = path.stat().st_size
         if size < self.min_bytes:
             return None, f"is only {size} bytes (truncated?)"
+        problem = manifest.problem(path, key.fields())
+        if problem is not None:
+            return None, problem
         try:
             obj = deserialize(path.read_bytes())
         except Exception as e:  # noqa: BLE001 - any failure means "rebuild"

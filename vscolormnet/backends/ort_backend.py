@@ -1,7 +1,8 @@
 """ONNX Runtime backend: one ``InferenceSession`` per stage graph, CPU or CUDA.
 
-The graphs come from ``vscolormnet.onnx_export`` (exported and checked on first use, cached
-per checkpoint, size and precision). On CPU, torch tensors are handed to ONNX Runtime as
+The graphs come from ``vscolormnet.graphs.cache`` (exported and checked on first use, cached
+per checkpoint, size and precision, verified against their checksum manifests); a cached graph
+that ONNX Runtime cannot load is rebuilt once, with a warning. On CPU, torch tensors are handed to ONNX Runtime as
 zero-copy NumPy views and the outputs come back the same way. On CUDA (``onnxruntime-gpu``
 installed), inputs and outputs are bound to torch CUDA tensors with IO binding on torch's
 current stream, so nothing goes through host memory.
@@ -15,11 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..stages import STAGES
+from ..fileutil import stdout_to_stderr
+from ..graphs import manifest
+from ..graphs.cache import export_graphs
+from ..graphs.check import OPTIMIZATION_LEVELS, ort_optimization_level
+from ..stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
 from .base import Backend
 
 log = logging.getLogger("vscolormnet")
-OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +61,20 @@ def cuda_provider_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def _session(path, so, providers, rebuild):
+    """An ``InferenceSession`` on ``path``; a verified file that still does not load is rebuilt once."""
+    import onnxruntime as ort
+    try:
+        with stdout_to_stderr():
+            return ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidProtobuf types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        manifest.discard(path, f"does not load in ONNX Runtime ({reason})")
+    path = rebuild()
+    with stdout_to_stderr():
+        return ort.InferenceSession(str(path), so, providers=providers)
+
+
 class _Stage:
     """One session with its input/output names and output shapes."""
 
@@ -73,8 +91,10 @@ class OrtBackend(Backend):
     weights:    checkpoint path (its sha256 keys the ONNX cache).
     padded_hw:  ``(Hp, Wp)``, multiples of 112.
     device:     ``cpu`` or ``cuda`` (needs ``onnxruntime-gpu``); device_id picks the GPU.
-    fp16:       use the mixed-precision graphs (see ``onnx_export``); inputs/outputs stay float32.
+    fp16:       use the mixed-precision graphs (``graphs.fp16``); inputs/outputs stay float32.
     options:    ``OrtOptions``.
+    net:        the loaded ``ColorMNet``, used only if a graph has to be exported.
+    Thread-safe: ``InferenceSession.run`` may be called from several threads at once.
     """
 
     name = "ort"
@@ -82,8 +102,6 @@ class OrtBackend(Backend):
     def __init__(self, weights, padded_hw: tuple[int, int], *, device: str | torch.device = "cpu",
                  device_id: int = 0, fp16: bool = False, options: OrtOptions = OrtOptions(), net=None):
         import onnxruntime as ort
-
-        from ..onnx_export import INPUTS, OUTPUTS, ORT_OPT_LEVELS, export_graphs, validate_padded_hw
         options.validate()
         dev = torch.device(device)
         if dev.type == "cuda":
@@ -103,8 +121,12 @@ class OrtBackend(Backend):
         paths = export_graphs(weights, self.padded_hw, precisions=(precision,), cache_dir=options.onnx_dir,
                               net=net)
 
+        def rebuild(stage):   # local, so the backend does not keep the network alive
+            return export_graphs(weights, self.padded_hw, precisions=(precision,), stages=(stage,),
+                                 cache_dir=options.onnx_dir, net=net)[(stage, precision)]
+
         so = ort.SessionOptions()
-        so.graph_optimization_level = ORT_OPT_LEVELS[options.graph_optimization]()
+        so.graph_optimization_level = ort_optimization_level(options.graph_optimization)
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
@@ -116,14 +138,12 @@ class OrtBackend(Backend):
             stream = torch.cuda.current_stream(dev).cuda_stream
             providers = [("CUDAExecutionProvider", {"device_id": dev.index, "user_compute_stream": str(stream)}),
                          "CPUExecutionProvider"]
-        from .engine_cache import stdout_to_stderr
         self._stages = {}
         for stage in STAGES:
             # The 225-window sum: ORT's memory pattern plans every window slice as live at once
             # (2× the memory of planning without it: 1.4 GB vs 0.7 GB at 560×336), for no speed gain.
             so.enable_mem_pattern = stage != "short_term_attention"
-            with stdout_to_stderr():
-                session = ort.InferenceSession(str(paths[(stage, precision)]), so, providers=providers)
+            session = _session(paths[(stage, precision)], so, providers, lambda s=stage: rebuild(s))
             if dev.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
                 raise ValueError(f"onnxruntime could not create CUDAExecutionProvider for {stage} "
                                  f"(providers: {session.get_providers()}); check CUDA/cuDNN libraries")

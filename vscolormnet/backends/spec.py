@@ -205,7 +205,8 @@ class TRT:
         from .trt_backend import TrtBackend, TrtOptions
         options = TrtOptions(engine_dir=self.engine_dir, onnx_dir=self.onnx_dir, workspace_mib=self.workspace_mib,
                              optimization_level=self.optimization_level, timing_cache=self.timing_cache)
-        return TrtBackend(weights, padded_hw, device_id=self.device_id, fp16=self.fp16, options=options)
+        return TrtBackend(weights, padded_hw, device_id=self.device_id, fp16=self.fp16, options=options,
+                          net=network)
 
 
 @dataclass(frozen=True, kw_only=True)

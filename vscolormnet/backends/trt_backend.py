@@ -3,15 +3,18 @@
 - Build: ``trt.Builder`` → network → ``trt.OnnxParser.parse_from_file`` → builder config
   (workspace limit, optimisation level, a timing cache shared per TensorRT version and GPU,
   a progress monitor that prints to stderr) → ``build_serialized_network``. No trtexec.
-- fp16: the mixed-precision ONNX graph (``onnx_export.to_fp16``: norms, softmax and the
+- fp16: the mixed-precision ONNX graph (``graphs.fp16.to_fp16``: norms, softmax and the
   similarities stay fp32 as explicit types) is built as a *strongly typed* network, the only
   way in TensorRT 11, where ``BuilderFlag.FP16`` no longer exists (10.x: the
   ``STRONGLY_TYPED`` creation flag). Only a TensorRT without strong typing (< 9) builds
   the fp32 graph with ``BuilderFlag.FP16``.
-- Engines are cached by ``engine_cache.EngineCache`` (names, atomic writes, rebuild of a
-  broken file, writable-folder fallback, build log next to the engine).
-- Run: ``execute_async_v3`` on torch's current CUDA stream with ``set_tensor_address``
-  pointing at torch CUDA tensors (no pycuda, no host copies).
+- Engines are cached by ``engine_cache.EngineCache`` (names, atomic writes, checksum
+  manifests, rebuild of a broken file, writable-folder fallback, build log next to the engine).
+- Run: ``execute_async_v3`` with ``set_tensor_address`` pointing at torch CUDA tensors (no
+  pycuda, no host copies). The backend is shared by several VapourSynth nodes and called from
+  several threads, but an execution context is not thread-safe: each stage runs under a lock,
+  on one backend-owned stream that is ordered after the caller's current stream (events), and
+  the caller's stream waits for it, so callers on any stream see finished outputs.
 
 TensorRT cannot be installed on the development machines; this module is only imported
 when ``backend='trt'`` (or ``auto`` finds ``tensorrt``). What was verified where is in README.
@@ -21,13 +24,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 
 import torch
 
-from ..stages import STAGES
+from ..fileutil import atomic_write, file_sha256, stdout_to_stderr
+from ..graphs.cache import export_graphs
+from ..stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
 from .base import Backend
-from .engine_cache import EngineCache, EngineKey, atomic_write, file_sha256, stdout_to_stderr
+from .engine_cache import EngineCache, EngineKey
 
 log = logging.getLogger("vscolormnet")
 
@@ -49,7 +55,7 @@ class TrtOptions:
 
     engine_dir:          engine cache folder; None = ``$VSCOLORMNET_ENGINE_DIR`` or the user cache
                          (``…/vscolormnet/trt``), with a temp-folder fallback when not writable.
-    onnx_dir:            ONNX cache folder; None = the default (see ``onnx_export``).
+    onnx_dir:            ONNX cache folder; None = the default (``graphs.cache.onnx_cache_dir``).
     workspace_mib:       builder workspace limit in MiB; None = TensorRT's default (device memory).
     optimization_level:  ``builder_optimization_level`` 0…5 (TensorRT default 3).
     timing_cache:        read and update the shared timing cache file (faster rebuilds).
@@ -144,13 +150,14 @@ class TrtBackend(Backend):
     device_id:  CUDA device index.
     fp16:       build from the mixed-precision graphs.
     options:    ``TrtOptions``.
+    net:        the loaded ``ColorMNet`` (or a function returning it), used only if a graph must be exported.
+    Thread-safe: ``_run`` holds a lock and runs on the backend's own stream (module docstring).
     """
 
     name = "trt"
 
     def __init__(self, weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp16: bool = False,
-                 options: TrtOptions = TrtOptions()):
-        from ..onnx_export import INPUTS, OUTPUTS, export_graphs, validate_padded_hw
+                 options: TrtOptions = TrtOptions(), net=None):
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise ValueError("backend 'trt' needs CUDA, but torch.cuda.is_available() is False")
@@ -160,16 +167,18 @@ class TrtBackend(Backend):
         self.padded_hw = validate_padded_hw(padded_hw)
         self.options = options
         self.cache = EngineCache.open(options.engine_dir)
+        self._lock = threading.Lock()          # execution contexts are not thread-safe
         strongly = _strongly_typed_flag(trt)
         self.network_flags = 0 if strongly is None else strongly
         # fp16 uses the mixed-precision graph when the network can be strongly typed.
         self.onnx_precision = "fp16" if (self.fp16 and strongly is not None) else "fp32"
         precision = "fp16" if self.fp16 else "fp32"
         paths = export_graphs(weights, self.padded_hw, precisions=(self.onnx_precision,),
-                              cache_dir=options.onnx_dir)
+                              cache_dir=options.onnx_dir, net=net)
         gpu = torch.cuda.get_device_name(self.device)
         self._logger = _make_logger(trt, None)
         with torch.cuda.device(self.device):
+            self._stream = torch.cuda.Stream(self.device)
             self.runtime = trt.Runtime(self._logger)
             self._stages = {}
             for stage in STAGES:
@@ -219,9 +228,7 @@ class TrtBackend(Backend):
             timing_path = self.cache.timing_cache_path(key.trt_version, key.gpu_name)
             timing = None
             if self.options.timing_cache:
-                blob = timing_path.read_bytes() if timing_path.is_file() else b""
-                timing = config.create_timing_cache(blob)
-                config.set_timing_cache(timing, ignore_mismatch=False)
+                timing = self._timing_cache(config, timing_path)
             serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build {key.filename()}")
@@ -229,23 +236,45 @@ class TrtBackend(Backend):
             atomic_write(timing_path, memoryview(config.get_timing_cache().serialize()))
         return bytes(memoryview(serialized))
 
+    @staticmethod
+    def _timing_cache(config, timing_path):
+        """The shared timing cache (empty when missing or unreadable: it only speeds up builds)."""
+        blob = timing_path.read_bytes() if timing_path.is_file() else b""
+        try:
+            timing = config.create_timing_cache(blob)
+            config.set_timing_cache(timing, ignore_mismatch=False)
+        except Exception as e:  # noqa: BLE001 - a damaged timing cache must not stop the build
+            log.warning("timing cache %s is unusable (%s); starting an empty one", timing_path, e)
+            timing = config.create_timing_cache(b"")
+            config.set_timing_cache(timing, ignore_mismatch=False)
+        return timing
+
     # ---- running ---------------------------------------------------------------------------
     def _run(self, stage: str, *tensors: torch.Tensor):
         st = self._stages[stage]
-        inputs = [t.detach().to(self.device, torch.float32).contiguous() for t in tensors]
-        outs = tuple(torch.empty(st.shapes[name], dtype=torch.float32, device=self.device) for name in st.outputs)
-        for name, t in zip(st.inputs, inputs):
-            st.context.set_tensor_address(name, t.data_ptr())
-        for name, t in zip(st.outputs, outs):
-            st.context.set_tensor_address(name, t.data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not st.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT execution of {stage} failed")
+        with self._lock, torch.cuda.device(self.device):
+            caller = torch.cuda.current_stream(self.device)
+            inputs = [t.detach().to(self.device, torch.float32).contiguous() for t in tensors]
+            outs = tuple(torch.empty(st.shapes[name], dtype=torch.float32, device=self.device)
+                         for name in st.outputs)
+            for name, t in zip(st.inputs, inputs):
+                st.context.set_tensor_address(name, t.data_ptr())
+            for name, t in zip(st.outputs, outs):
+                st.context.set_tensor_address(name, t.data_ptr())
+            self._stream.wait_stream(caller)              # inputs are ready
+            if not st.context.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError(f"TensorRT execution of {stage} failed")
+            for t in (*inputs, *outs):                      # memory stays allocated until the engine is done
+                t.record_stream(self._stream)
+            caller.wait_stream(self._stream)              # the caller sees finished outputs
         return outs[0] if len(outs) == 1 else outs
 
     def close(self) -> None:  # noqa: D102
-        self._stages = {}
-        self.runtime = None
+        with self._lock:                  # not while another thread is enqueueing
+            if self._stages:
+                self._stream.synchronize()
+            self._stages = {}
+            self.runtime = None
         torch.cuda.empty_cache()
 
 
@@ -254,7 +283,6 @@ def build_engines(weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp
     """Build (or find in the cache) the six engines; returns their paths."""
     backend = TrtBackend(weights, padded_hw, device_id=device_id, fp16=fp16, options=options)
     gpu = torch.cuda.get_device_name(backend.device)
-    from ..onnx_export import export_graphs
     paths = export_graphs(weights, backend.padded_hw, precisions=(backend.onnx_precision,),
                           cache_dir=options.onnx_dir)
     out = [backend.cache.path(EngineKey(stage=s, padded_hw=backend.padded_hw,

@@ -1,53 +1,46 @@
 """bench: frames per second and milliseconds per stage on a synthetic clip, for any backend.
 
-The clip is ``synthetic_rgb`` frames (soft moving discs on gradients, made grey) at the asked
-size, with a colour exemplar of the same size (exemplar mode). Model loading (and the ONNX
-export or engine build on first use) and the first frame are not timed; the remaining frames
-are, with ``end`` never set so every frame is a steady-state frame. Stages: encode_key,
-memory_readout, short_term_attention, decoder, encode_value (measured inside
-``core.Propagator``) and colour_conversion (Lab conversion in, RGB composition out).
+The clip is ``synthetic_rgb`` frames (soft moving discs on gradients, made grey) at the
+inference size ``Colorize`` would use for ``--size`` and ``--source`` (``geometry``: preset of
+the longest side, aspect kept, padded to multiples of 112), with a colour exemplar of the same
+size (exemplar mode). Model loading (and the ONNX export or engine build on first use) and the
+first frame are not timed; the remaining frames are, with ``end`` never set so every frame is
+a steady-state frame. Stages: encode_key, memory_readout, short_term_attention, decoder,
+encode_value (measured inside ``core.Propagator``) and colour_conversion (Lab conversion in,
+RGB composition out).
 
 Without ``--weights`` the default checkpoint is used. For a run without the real weights,
 build the seeded test checkpoint first: ``python -m vscolormnet.random_checkpoint OUT.pth``
 (speed does not depend on the weights' values).
 
-Human-readable results go to stderr; ``--json`` prints one JSON object on stdout.
+Human-readable results go to stderr; ``--json`` prints one JSON object on stdout. Every
+argument is checked before the weights are loaded (one line naming the flag, exit 2).
 """
 from __future__ import annotations
 
 import json
 import platform
-import re
 import resource
 import sys
 import time
 
 HELP = "benchmark a backend on a synthetic clip: fps, ms per stage, peak memory"
-SIZE_PRESETS = {384: (384, 216), 512: (512, 288), 640: (640, 360)}   # longest side → 16:9 (W, H)
 STAGE_ORDER = ("encode_key", "memory_readout", "short_term_attention", "decoder", "encode_value",
                "colour_conversion")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``384|512|640`` (16:9 presets) or ``WxH`` → ``(W, H)``."""
-    text = str(text).strip().lower()
-    if text.isdigit() and int(text) in SIZE_PRESETS:
-        return SIZE_PRESETS[int(text)]
-    m = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(f"--size must be one of {', '.join(map(str, SIZE_PRESETS))} or WxH, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
 def add_arguments(p) -> None:  # noqa: D103
     from .colorize_frames import add_backend_arguments, add_memory_arguments
-    p.add_argument("--size", default="512", help="384, 512, 640 (longest side, 16:9) or WxH (default 512)")
+    from .export import add_geometry_arguments
+    add_geometry_arguments(p)
     p.add_argument("--frames", type=int, default=12, help="frames to run, the first one untimed (default 12)")
     p.add_argument("--weights", default=None, metavar="CKPT", help="checkpoint (default: the downloaded one)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("--onnx-dir", default=None, metavar="DIR", help="ONNX cache folder for ort/trt/auto, must exist")
+    p.add_argument("--engine-dir", default=None, metavar="DIR", help="TensorRT engine folder for trt/auto, must exist")
     add_backend_arguments(p)
-    p.set_defaults(device=None)   # None: any device for --backend auto, else cpu
+    p.set_defaults(device=None)   # None: default_device(--backend)
     add_memory_arguments(p)
 
 
@@ -62,16 +55,37 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def backend_options(backend: str, onnx_dir=None, engine_dir=None) -> dict:
+    """``create_backend`` options for the cache folders of ``backend`` (only the fields it has)."""
+    from ..backends import ORT, TRT
+    if backend == "ort":
+        return {"onnx_dir": onnx_dir} if onnx_dir else {}
+    if backend == "trt":
+        return {k: v for k, v in (("onnx_dir", onnx_dir), ("engine_dir", engine_dir)) if v}
+    if backend == "auto" and (onnx_dir or engine_dir):
+        return {"ort": ORT(onnx_dir=onnx_dir), "trt": TRT(onnx_dir=onnx_dir, engine_dir=engine_dir)}
+    return {}
+
+
+def default_device(backend: str) -> str:
+    """``--device`` when not given: any for ``auto``, the GPU for ``trt``, else the CPU."""
+    return {"auto": "auto", "trt": "cuda"}.get(backend, "cpu")
+
+
 def run_bench(*, backend: str = "torch", size_wh=(512, 288), frames: int = 12, device: str | None = "cpu",
               device_id: int = 0, fp16: bool = False, weights=None, threads: int | None = None,
-              config=None) -> dict:
-    """Run the benchmark and return the result as a dict (see the module docstring)."""
+              config=None, options: dict | None = None) -> dict:
+    """Run the benchmark and return the result as a dict (see the module docstring).
+
+    size_wh: the inference size ``(W, H)`` (unpadded); options: extra ``create_backend`` options.
+    """
     import torch
 
     from .. import color
     from ..backends import create_backend
     from ..backends.base import StageTimes
     from ..config import MemoryConfig
+    from ..geometry import padded_size
     from ..core import Propagator, Reference
     from ..color import compose_rgb, lab_float32, network_ab, network_image, synthetic_rgb
 
@@ -83,16 +97,16 @@ def run_bench(*, backend: str = "torch", size_wh=(512, 288), frames: int = 12, d
         torch.set_num_threads(threads)
     config = config or MemoryConfig()
     if device is None:
-        device = "auto" if backend == "auto" else "cpu"
+        device = default_device(backend)
     w, h = size_wh
-    padded = color.padded_size(h, w)
+    padded = padded_size(h, w)
     clip = [synthetic_rgb(h, w, t=t, seed=1) for t in range(frames)]
     clip = [np_gray.mean(-1, keepdims=True).repeat(3, -1).astype("uint8") for np_gray in clip]
     ref_rgb = synthetic_rgb(h, w, seed=2)
 
     t0 = time.perf_counter()
     be = create_backend(backend, weights=weights, device=device, device_id=device_id, fp16=fp16,
-                        padded_hw=padded)
+                        padded_hw=padded, **(options or {}))
     dev = be.device
     cuda = dev.type == "cuda"
     if cuda:
@@ -193,10 +207,32 @@ def format_result(r: dict) -> str:
 
 
 def run(args) -> int:  # noqa: D103
+    from ..backends import BackendError, resolve_spec
+    from ..weights import CheckpointError, resolve_weights
     from .colorize_frames import memory_config
-    result = run_bench(backend=args.backend, size_wh=parse_size(args.size), frames=args.frames,
-                       device=args.device, device_id=args.device_id, fp16=args.fp16, weights=args.weights,
-                       threads=args.threads, config=memory_config(args))
+    from .export import describe_geometry, geometry_from_args, positive_int, writable_dir
+    geometry = geometry_from_args(args)
+    if args.frames < 2:
+        raise ValueError(f"--frames must be at least 2 (the first frame is not timed), got {args.frames}")
+    positive_int(args.threads, "--threads")
+    options = backend_options(args.backend, writable_dir(args.onnx_dir, "--onnx-dir"),
+                              writable_dir(args.engine_dir, "--engine-dir"))
+    device = args.device if args.device is not None else default_device(args.backend)
+    try:
+        resolve_spec(args.backend, device=device, device_id=args.device_id, fp16=args.fp16, **options)
+    except BackendError as e:
+        raise ValueError(f"--backend {args.backend}: {e}") from None
+    try:
+        weights = resolve_weights(args.weights)
+    except CheckpointError as e:
+        raise ValueError(f"--weights: {e}") from None
+    config = memory_config(args)
+    print(f"bench: --size {args.size}: {describe_geometry(geometry)}", file=sys.stderr)
+    result = run_bench(backend=args.backend, size_wh=(geometry.inf_width, geometry.inf_height), frames=args.frames,
+                       device=device, device_id=args.device_id, fp16=args.fp16, weights=weights,
+                       threads=args.threads, config=config, options=options)
+    result["size"] = str(args.size)
+    result["source_wh"] = [geometry.width, geometry.height]
     print(format_result(result), file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))

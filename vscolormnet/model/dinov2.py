@@ -77,7 +77,7 @@ class DinoV2Small(nn.Module):
         """Pos-embed for a ``rows×cols`` patch grid: ``1×(1+rows·cols)×384`` float32.
 
         Our own (not timm's) so that the sampling follows DINOv2's ``scale_factor`` call; the
-        ONNX export replaces this method by a constant for its size (``onnx_export.traceable``).
+        ONNX export replaces this method by a constant for its size (``graphs.trace.traceable``).
         """
         pos = self.pos_embed.float()
         if rows == POS_GRID and cols == POS_GRID:
