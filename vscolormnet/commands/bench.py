@@ -37,6 +37,10 @@ def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("--weights", default=None, metavar="CKPT", help="checkpoint (default: the downloaded one)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("--instances", type=int, default=None, metavar="N",
+                   help="instead: process memory of N Colorize nodes (dropped one by one; spliced per shot vs one "
+                        "node), each scenario in its own process; --frames-per-instance frames each")
+    p.add_argument("--frames-per-instance", type=int, default=2, metavar="F", help="with --instances (default 2)")
     p.add_argument("--onnx-dir", default=None, metavar="DIR", help="ONNX cache folder for ort/trt/auto, must exist")
     p.add_argument("--engine-dir", default=None, metavar="DIR", help="TensorRT engine folder for trt/auto, must exist")
     add_backend_arguments(p)
@@ -228,6 +232,8 @@ def run(args) -> int:  # noqa: D103
         raise ValueError(f"--weights: {e}") from None
     config = memory_config(args)
     print(f"bench: --size {args.size}: {describe_geometry(geometry)}", file=sys.stderr)
+    if args.instances is not None:
+        return _run_instances(args, geometry, weights)
     result = run_bench(backend=args.backend, size_wh=(geometry.inf_width, geometry.inf_height), frames=args.frames,
                        device=device, device_id=args.device_id, fp16=args.fp16, weights=weights,
                        threads=args.threads, config=config, options=options)
@@ -236,4 +242,35 @@ def run(args) -> int:  # noqa: D103
     print(format_result(result), file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
+    return 0
+
+
+def _run_instances(args, geometry, weights) -> int:
+    """``--instances N``: the shared-network memory scenarios of ``bench_instances``."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ..color import synthetic_rgb
+    from .bench_instances import run_all
+    from .export import positive_int
+    positive_int(args.instances, "--instances")
+    positive_int(args.frames_per_instance, "--frames-per-instance")
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = Path(tmp) / "ref.png"
+        Image.fromarray(synthetic_rgb(geometry.height, geometry.width, seed=2)).save(ref)
+        results = run_all(instances=args.instances, frames=args.frames_per_instance, width=geometry.width,
+                          height=geometry.height, weights=weights, size=str(args.size), ref=str(ref))
+    by = {r["scenario"]: r for r in results}
+    print(f"bench: {args.instances} nodes created, used and dropped: RSS after the first "
+          f"{by['dropped']['rss_after_each_mib'][0]:.0f} MiB, after the last "
+          f"{by['dropped']['rss_after_each_mib'][-1]:.0f} MiB (growth {by['dropped']['growth_after_first_mib']:.0f} MiB)",
+          file=sys.stderr)
+    print(f"bench: one node over {args.instances * args.frames_per_instance} frames: peak RSS "
+          f"{by['single']['peak_rss_mib']:.0f} MiB; {args.instances} per-shot nodes spliced: peak RSS "
+          f"{by['spliced']['peak_rss_mib']:.0f} MiB (+{by['spliced']['peak_rss_mib'] - by['single']['peak_rss_mib']:.0f})",
+          file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, indent=1))
     return 0
