@@ -42,6 +42,8 @@ def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("--no-audio", action="store_true", help="do not copy audio from the input")
     p.add_argument("--side-by-side", metavar="PNG",
                    help="also write a PNG: gray input / reference / result, at the middle frame")
+    from ..film.options import add_film_arguments
+    add_film_arguments(p)
 
 
 def check_refs(refs: list[str], ref_frames: list[int] | None) -> str | list[str]:
@@ -118,6 +120,12 @@ def run(args) -> int:  # noqa: D103
     from ..filter import Colorize
     from ..vsformat import open_video
 
+    from ..film.options import film_kwargs
+    film = film_kwargs(args)
+    if film is not None:                      # a film across Ray workers (vscolormnet/film)
+        from ..film import run_film
+        run_film(**film)
+        return 0
     a = check_arguments(args)
     clip = open_video(a["src"], "INPUT_VIDEO")
     if args.ref_frames is not None and max(args.ref_frames) >= clip.num_frames:
