@@ -28,7 +28,8 @@ def _expect(match, *args, **kwargs):
         colormnet.Colorize(*args, **kwargs)
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
     gc.collect()
-    assert shared.stats() == before, "a rejected call must not load or keep anything"
+    after = shared.stats()      # earlier tests' nodes may still be going away: nothing may be added
+    assert all(after[k] <= before[k] for k in before), f"a rejected call must not load or keep anything: {after}"
 
 
 def test_clip_errors(ref_png, parity_checkpoint):

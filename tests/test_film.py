@@ -69,21 +69,21 @@ def _frames(path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def expected(media, parity_checkpoint) -> list[np.ndarray]:
-    """``Colorize(clip, refs_dir)`` rendered whole in this process, at the workers' one torch thread
-    (CPU kernels round differently with another thread count)."""
-    import torch
-
-    from vscolormnet import Colorize
-    from vscolormnet.vsformat import open_video
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = Colorize(open_video(media["clip"]), str(media["refs"]), size="native", weights=str(parity_checkpoint))
-        frames = [np.stack([np.array(f[p]) for p in range(3)]) for f in out.frames(close=True)]
-    finally:
-        torch.set_num_threads(threads)
-    assert len(frames) == N and out.format.name == "YUV444P8"
+def expected(media, parity_checkpoint, tmp_path_factory) -> list[np.ndarray]:
+    """The single-process ``Colorize(clip, refs_dir)`` (the ``colorize`` command, ffv1) at the workers'
+    one torch thread. A fresh process: VapourSynth's worker threads keep the torch thread count they
+    first ran with, so setting it here would not reach a thread pool that earlier tests already used."""
+    import os
+    import subprocess
+    import sys
+    out = tmp_path_factory.mktemp("single") / "single.mkv"
+    cmd = [sys.executable, "-m", "vscolormnet", "colorize", str(media["clip"]), "--ref", str(media["refs"]),
+           "-o", str(out), "--size", "native", "--weights", str(parity_checkpoint), "--codec-args", "-c:v ffv1",
+           "--no-audio"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frames = _frames(out)
+    assert len(frames) == N
     return frames
 
 
