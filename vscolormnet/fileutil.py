@@ -149,7 +149,25 @@ def temp_path_beside(path: str | os.PathLike, suffix: str = "") -> Path:
 
 
 def _plain_file_mode() -> int:
-    """``0o666`` minus the process umask: the mode a plain ``open(path, "w")`` gives a new file."""
-    mask = os.umask(0)
+    """``0o666`` minus the process umask: the mode a plain ``open(path, "w")`` gives a new file.
+
+    Read from ``/proc/self/status`` where it exists: ``os.umask`` can only be read by setting it,
+    which would briefly give files other threads create (frames, segments) the wrong mode.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o666 & ~_UMASK_AT_IMPORT
+
+
+def _read_umask_once() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+_UMASK_AT_IMPORT = _read_umask_once()    # fallback where /proc is missing; import runs single-threaded
