@@ -84,7 +84,8 @@ def memory_config(memory, overrides: dict) -> MemoryConfig:
 
 
 def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=None, size=DEFAULT_SIZE,
-             weights=None, backend="torch", device=None, device_id=None, fp16=None, scene_reset=False,
+             weights=None, backend="torch", device=None, device_id=None, fp16=None, precision=None, tf32=None,
+             key_batch=None, scene_reset=False,
              memory: MemoryConfig | None = None,
              mem_every=None, max_mid_term_frames=None, min_mid_term_frames=None, num_prototypes=None,
              max_long_term_elements=None, top_k=None, enable_long_term=None,
@@ -113,6 +114,14 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
                         (``vscolormnet.Torch/ORT/TRT/Auto(...)`` with all their options).
     device, device_id, fp16:  for a backend given by name: 'cpu' | 'cuda' | 'auto', GPU index,
                         half precision. None = the backend's default (cpu, 0, False; auto: any).
+    precision:          'fp32' (default, the parity reference) | 'fp16' (GPU) | 'bf16' | 'auto'
+                        (fp16 on CUDA; bf16 on a CPU with native bf16, e.g. AMX; else fp32).
+                        Reduced precision keeps the key projection and similarities in fp32.
+    tf32:               allow TF32 for fp32 maths on NVIDIA GPUs (default False: exact fp32).
+    key_batch:          encode_key of upcoming frames runs ahead in fixed, aligned blocks of
+                        this many frames (a frame's result never depends on the request order);
+                        None = the device's default (1 on CPU, where batching does not pay; 8 on
+                        CUDA). 1 turns run-ahead off.
     scene_reset:        clear working/long-term memory and the hidden state at frames whose
                         ``_SceneChangePrev`` is set (references stay). Always on with a
                         reference folder, whose index lists the cuts.
@@ -148,10 +157,12 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     except CheckpointError as e:
         raise _err(f"weights: {e}") from None
     try:
-        spec = from_name(backend, device=device, device_id=device_id, fp16=fp16)
+        spec = from_name(backend, device=device, device_id=device_id, fp16=fp16, precision=precision, tf32=tf32)
         spec.check()
     except BackendError as e:
         raise _err(str(e)) from None
+    if key_batch is not None:
+        key_batch = _need_positive_int(key_batch, "key_batch")
     scene_reset = _need_bool(scene_reset, "scene_reset")
     plan = make_plan(plan.cuts, clip.num_frames, extra=refs.cuts)
     ref_scope = ref_scope or ("shot" if plan.cuts else "clip")
@@ -180,7 +191,7 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     renderer = ClipRenderer(rgb_small=rgb_small, geometry=geometry, refs=refs, memory=config, spec=spec,
                             weights=weights_path, network=network, scene_reset=scene_reset,
                             snapshot_interval=snapshot_interval, max_snapshots=max_snapshots, plan=plan,
-                            ref_scope=ref_scope)
+                            ref_scope=ref_scope, key_batch=key_batch)
 
     # -- wiring: the closure is the renderer's only owner, so freeing the node frees it
     def colorize_frame(n: int, f: vs.VideoFrame) -> vs.VideoFrame:

@@ -17,13 +17,14 @@ __all__ = ["Backend", "StageTimes", "Torch", "ORT", "TRT", "Auto", "BackendError
            "from_name", "resolve_spec", "create_backend"]
 
 
-def resolve_spec(backend="torch", *, device=None, device_id=None, fp16=None, **options) -> BackendSpec:
+def resolve_spec(backend="torch", *, device=None, device_id=None, fp16=None, precision=None, tf32=None,
+                 **options) -> BackendSpec:
     """``backend`` (a name or a spec) plus device/precision and backend-specific ``options``, checked.
 
     ``options`` are fields of the named backend's dataclass (e.g. ``num_threads`` for ``'ort'``);
     an unknown field is a ``BackendError`` naming it.
     """
-    spec = from_name(backend, device=device, device_id=device_id, fp16=fp16)
+    spec = from_name(backend, device=device, device_id=device_id, fp16=fp16, precision=precision, tf32=tf32)
     if options:
         known = {f.name for f in fields(spec)}
         unknown = sorted(set(options) - known)
@@ -36,13 +37,14 @@ def resolve_spec(backend="torch", *, device=None, device_id=None, fp16=None, **o
 
 
 def create_backend(backend="torch", *, weights=None, padded_hw=None, device=None, device_id=None, fp16=None,
-                   **options) -> Backend:
+                   precision=None, tf32=None, **options) -> Backend:
     """A private runtime backend (not shared); ``Auto`` takes the first candidate that starts.
 
     weights: checkpoint path (None = the downloaded default); padded_hw: ``(Hp, Wp)`` for graph backends.
     """
     from ..weights import load_model, resolve_weights
-    spec = resolve_spec(backend, device=device, device_id=device_id, fp16=fp16, **options)
+    spec = resolve_spec(backend, device=device, device_id=device_id, fp16=fp16, precision=precision, tf32=tf32,
+                        **options)
     path = resolve_weights(weights)
     specs, skipped = spec.candidates() if isinstance(spec, Auto) else ([spec], [])
     net, errors = None, [f"{c}: {why}" for c, why in skipped]

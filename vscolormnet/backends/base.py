@@ -52,8 +52,17 @@ class Backend:
 
     name = "base"
     device = torch.device("cpu")
-    fp16 = False
+    precision = "fp32"                          # 'fp32' | 'fp16' | 'bf16': what the network computes in
     padded_hw: tuple[int, int] | None = None     # graph backends: the one size they run
+
+    @property
+    def fp16(self) -> bool:
+        """True when the network runs in half precision (fp16)."""
+        return self.precision == "fp16"
+
+    @fp16.setter
+    def fp16(self, value: bool) -> None:
+        self.precision = "fp16" if value else "fp32"
 
     def _run(self, stage: str, *inputs: torch.Tensor):  # pragma: no cover - interface
         """Run ``stage`` on ``inputs`` (in ``stages.INPUTS[stage]`` order); one tensor or a tuple."""
@@ -62,6 +71,16 @@ class Backend:
     def encode_key(self, image):
         """image 1×3×Hp×Wp → key, shrinkage, selection, f16, f8, f4."""
         return self._run("encode_key", image)
+
+    def encode_key_batch(self, images):
+        """images N×3×Hp×Wp → the six ``encode_key`` outputs with a leading N (frame i's at index i).
+
+        Graph backends run batch-1 graphs, one frame after the other; the torch backend runs one
+        batched call. Callers keep the batch composition fixed per frame (``keyahead``), so a
+        frame's result never depends on the request order.
+        """
+        outs = [self.encode_key(images[i:i + 1]) for i in range(images.shape[0])]
+        return tuple(torch.cat(parts, 0) for parts in zip(*outs))
 
     def encode_value(self, image, f16, ab):
         """→ value 1×2×512×h×w."""
@@ -86,7 +105,7 @@ class Backend:
     def describe(self) -> str:
         """One line for logs."""
         size = f", {self.padded_hw[1]}x{self.padded_hw[0]}" if self.padded_hw else ""
-        return f"{self.name} on {self.device} ({'fp16' if self.fp16 else 'fp32'}{size})"
+        return f"{self.name} on {self.device} ({self.precision}{size})"
 
     def close(self) -> None:
         """Release device resources."""

@@ -10,13 +10,14 @@ only change where files live are part of it too, since they may hold different g
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass, fields
 from typing import ClassVar, Union
 
 import torch
+
+from .availability import cuda_problem, ort_cuda_problem, ort_problem, trt_problem
 
 log = logging.getLogger("vscolormnet")
 BACKEND_NAMES = ("torch", "ort", "trt", "auto")
@@ -44,25 +45,34 @@ def _need_bool(value, name: str) -> bool:
     return bool(value)
 
 
-def cuda_problem(device_id: int) -> str | None:
-    """Why PyTorch cannot use CUDA device ``device_id`` here, or None if it can."""
-    if not torch.cuda.is_available():
-        return "CUDA is not available to PyTorch (no NVIDIA GPU or driver, or a CPU-only torch)"
-    count = torch.cuda.device_count()
-    if device_id >= count:
-        return f"device_id={device_id} but only {count} CUDA device(s) are visible"
-    return None
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
-def ort_cuda_problem() -> str | None:
-    """Why ONNX Runtime cannot run on CUDA here, or None if it can."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install onnxruntime-gpu on GPU machines)"
-    import onnxruntime as ort
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return ("the installed onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu *instead of* "
-                "onnxruntime: pip uninstall onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu)")
-    return None
+def _check_precision(spec, allowed: tuple[str, ...]) -> None:
+    """``precision`` is one of ``PRECISIONS`` (or None) and agrees with ``fp16``; ``allowed`` on this backend."""
+    _need_bool(spec.fp16, "fp16")
+    _need_bool(spec.tf32, "tf32")
+    p = spec.precision
+    if p is not None and p not in PRECISIONS:
+        raise BackendError(f"precision must be one of {', '.join(map(repr, PRECISIONS))} or None, got {p!r}")
+    if spec.fp16 and p not in (None, "fp16"):
+        raise BackendError(f"give fp16=True or precision={p!r}, not both")
+    resolved = spec.resolved_precision()
+    if resolved not in allowed:
+        raise BackendError(f"precision={p or resolved!r} is not available for backend {spec.name!r} on "
+                           f"{getattr(spec, 'device', 'cuda')!r} (it runs {', '.join(allowed)})")
+
+
+def _resolve(precision, fp16: bool, device: str) -> str:
+    """A concrete precision: None follows ``fp16``; ``'auto'`` is fp16 on CUDA, bf16 on a CPU with native bf16."""
+    if precision is None:
+        return "fp16" if fp16 else "fp32"
+    if precision == "auto":
+        if device == "cuda":
+            return "fp16"
+        from ..cpuinfo import native_bf16
+        return "bf16" if native_bf16() else "fp32"
+    return precision
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +81,13 @@ class Torch:
 
     device:     ``'cpu'`` or ``'cuda'``.
     device_id:  CUDA device index (ignored on the CPU).
-    fp16:       half precision on CUDA (the CPU runs fp32; fp16 there is refused).
+    fp16:       half precision on CUDA (same as ``precision='fp16'``; refused on the CPU).
+    precision:  ``'fp32'`` (default, the parity reference), ``'fp16'`` (CUDA), ``'bf16'`` (CUDA, or
+                a CPU; fast only with native bf16) or ``'auto'`` (fp16 on CUDA; bf16 on a CPU with
+                native bf16, else fp32). Reduced precision keeps the key projection, the attention
+                cores and the local-attention body in fp32.
+    tf32:       allow TF32 for fp32 matmuls and convolutions on CUDA (faster, ~1e-3 relative
+                error; off for parity checks). Process-wide in PyTorch.
     """
 
     name: ClassVar[str] = "torch"
@@ -79,27 +95,35 @@ class Torch:
     device: str = "cpu"
     device_id: int = 0
     fp16: bool = False
+    precision: str | None = None
+    tf32: bool = False
+
+    def resolved_precision(self) -> str:
+        """``'fp32'``, ``'fp16'`` or ``'bf16'`` (``precision``/``fp16`` resolved for this device)."""
+        return _resolve(self.precision, bool(self.fp16), self.device)
 
     def check(self) -> None:
         """Raise ``BackendError`` if this backend cannot run here (cheap: loads nothing)."""
         if self.device not in ("cpu", "cuda"):
             raise BackendError(f"device must be 'cpu' or 'cuda' for backend 'torch', got {self.device!r}")
         _need_int(self.device_id, "device_id")
-        _need_bool(self.fp16, "fp16")
+        if self.device == "cpu" and (self.fp16 is True or self.precision == "fp16"):
+            given = "fp16=True" if self.fp16 is True else "precision='fp16'"
+            raise BackendError(f"{given} needs device='cuda' (on the CPU use precision='bf16' or 'auto')")
+        _check_precision(self, ("fp32", "fp16", "bf16") if self.device == "cuda" else ("fp32", "bf16"))
         if self.device == "cuda" and (why := cuda_problem(self.device_id)):
             raise BackendError(f"device='cuda': {why}; use device='cpu'")
-        if self.device == "cpu" and self.fp16:
-            raise BackendError("fp16=True needs device='cuda' (PyTorch on the CPU runs fp32)")
 
     def cache_key(self) -> tuple:
         """What makes two torch backends different (the size is not: one model serves all sizes)."""
-        return ("torch", self.device, self.device_id if self.device == "cuda" else 0, bool(self.fp16))
+        return ("torch", self.device, self.device_id if self.device == "cuda" else 0, self.resolved_precision(),
+                bool(self.tf32))
 
     def create(self, network, weights, padded_hw):
         """The runtime backend over an already loaded ``network`` (``ColorMNet``, CPU fp32)."""
         from .torch_backend import TorchBackend
         dev = torch.device("cuda", self.device_id) if self.device == "cuda" else torch.device("cpu")
-        return TorchBackend(network, dev, self.fp16)
+        return TorchBackend(network, dev, precision=self.resolved_precision(), tf32=bool(self.tf32))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +132,8 @@ class ORT:
 
     device, device_id, fp16:  as for ``Torch``; ``'cuda'`` needs onnxruntime-gpu. fp16 runs the
                          mixed-precision graphs.
+    precision:           ``'fp32'``, ``'fp16'`` or ``'auto'`` (fp16 on CUDA, fp32 on the CPU).
+    tf32:                allow TF32 in the CUDA execution provider (off: exact fp32).
     graph_optimization:  ``'disable'``, ``'basic'``, ``'extended'`` or ``'all'``.
     num_threads:         intra-op threads (CPU); None = ``torch.get_num_threads()``.
     spin_wait:           let idle ORT threads spin between runs (CPU).
@@ -119,16 +145,22 @@ class ORT:
     device: str = "cpu"
     device_id: int = 0
     fp16: bool = False
+    precision: str | None = None
+    tf32: bool = False
     graph_optimization: str = "all"
     num_threads: int | None = None
     spin_wait: bool = False
     onnx_dir: str | os.PathLike | None = None
 
+    def resolved_precision(self) -> str:  # noqa: D102 - as Torch
+        p = _resolve(self.precision, bool(self.fp16), self.device)
+        return "fp32" if (self.precision == "auto" and p == "bf16") else p
+
     def check(self) -> None:  # noqa: D102 - as Torch.check
         if self.device not in ("cpu", "cuda"):
             raise BackendError(f"device must be 'cpu' or 'cuda' for backend 'ort', got {self.device!r}")
         _need_int(self.device_id, "device_id")
-        _need_bool(self.fp16, "fp16")
+        _check_precision(self, ("fp32", "fp16"))
         _need_bool(self.spin_wait, "spin_wait")
         _need_int(self.num_threads, "num_threads", low=1, allow_none=True)
         if self.graph_optimization not in OPTIMIZATION_LEVELS:
@@ -136,24 +168,23 @@ class ORT:
                                f"got {self.graph_optimization!r}")
         if self.onnx_dir is not None and not isinstance(self.onnx_dir, (str, os.PathLike)):
             raise BackendError(f"onnx_dir must be a folder path or None, got {self.onnx_dir!r}")
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise BackendError("backend 'ort' needs onnxruntime: pip install onnxruntime (CPU) or "
-                               "onnxruntime-gpu (CUDA), not both")
+        if why := ort_problem():
+            raise BackendError(why)
         if self.device == "cuda":
             for why in (ort_cuda_problem(), cuda_problem(self.device_id)):
                 if why:
                     raise BackendError(f"backend 'ort' with device='cuda': {why}; use device='cpu'")
 
     def cache_key(self) -> tuple:  # noqa: D102
-        return ("ort", self.device, self.device_id if self.device == "cuda" else 0, bool(self.fp16),
-                self.graph_optimization, self.num_threads, bool(self.spin_wait), str(self.onnx_dir or ""))
+        return ("ort", self.device, self.device_id if self.device == "cuda" else 0, self.resolved_precision(),
+                bool(self.tf32), self.graph_optimization, self.num_threads, bool(self.spin_wait), str(self.onnx_dir or ""))
 
     def create(self, network, weights, padded_hw):  # noqa: D102
         from .ort_backend import OrtBackend, OrtOptions
         options = OrtOptions(graph_optimization=self.graph_optimization, num_threads=self.num_threads,
-                             spin_wait=self.spin_wait, onnx_dir=self.onnx_dir)
-        return OrtBackend(weights, padded_hw, device=self.device, device_id=self.device_id, fp16=self.fp16,
-                          options=options, net=network)
+                             spin_wait=self.spin_wait, onnx_dir=self.onnx_dir, tf32=bool(self.tf32))
+        return OrtBackend(weights, padded_hw, device=self.device, device_id=self.device_id,
+                          fp16=self.resolved_precision() == "fp16", options=options, net=network)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +193,8 @@ class TRT:
 
     device_id:           CUDA device index.
     fp16:                build from the mixed-precision graphs.
+    precision:           ``'fp32'``, ``'fp16'`` or ``'auto'`` (fp16).
+    tf32:                let TensorRT use TF32 in fp32 layers (off: exact fp32).
     engine_dir:          engine cache folder; None = ``$VSCOLORMNET_ENGINE_DIR`` or the user cache.
     onnx_dir:            ONNX cache folder (as for ``ORT``).
     workspace_mib:       builder workspace limit in MiB; None = TensorRT's default.
@@ -174,15 +207,20 @@ class TRT:
     device: ClassVar[str] = "cuda"
     device_id: int = 0
     fp16: bool = False
+    precision: str | None = None
+    tf32: bool = False
     engine_dir: str | os.PathLike | None = None
     onnx_dir: str | os.PathLike | None = None
     workspace_mib: int | None = None
     optimization_level: int = 3
     timing_cache: bool = True
 
+    def resolved_precision(self) -> str:  # noqa: D102 - as Torch
+        return _resolve(self.precision, bool(self.fp16), "cuda")
+
     def check(self) -> None:  # noqa: D102 - as Torch.check
         _need_int(self.device_id, "device_id")
-        _need_bool(self.fp16, "fp16")
+        _check_precision(self, ("fp32", "fp16"))
         _need_bool(self.timing_cache, "timing_cache")
         _need_int(self.workspace_mib, "workspace_mib", low=1, allow_none=True)
         if _need_int(self.optimization_level, "optimization_level") > 5:
@@ -191,22 +229,22 @@ class TRT:
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise BackendError(f"{name} must be a folder path or None, got {value!r}")
-        if importlib.util.find_spec("tensorrt") is None:
-            raise BackendError("backend 'trt' needs TensorRT: pip install 'vscolormnet[trt]' on a machine with "
-                               "an NVIDIA GPU; or use backend='ort' or 'torch'")
+        if why := trt_problem():
+            raise BackendError(why)
         if why := cuda_problem(self.device_id):
             raise BackendError(f"backend 'trt': {why}")
 
     def cache_key(self) -> tuple:  # noqa: D102
-        return ("trt", self.device_id, bool(self.fp16), str(self.engine_dir or ""), str(self.onnx_dir or ""),
+        return ("trt", self.device_id, self.resolved_precision(), bool(self.tf32), str(self.engine_dir or ""), str(self.onnx_dir or ""),
                 self.workspace_mib, self.optimization_level, bool(self.timing_cache))
 
     def create(self, network, weights, padded_hw):  # noqa: D102
         from .trt_backend import TrtBackend, TrtOptions
         options = TrtOptions(engine_dir=self.engine_dir, onnx_dir=self.onnx_dir, workspace_mib=self.workspace_mib,
-                             optimization_level=self.optimization_level, timing_cache=self.timing_cache)
-        return TrtBackend(weights, padded_hw, device_id=self.device_id, fp16=self.fp16, options=options,
-                          net=network)
+                             optimization_level=self.optimization_level, timing_cache=self.timing_cache,
+                             tf32=bool(self.tf32))
+        return TrtBackend(weights, padded_hw, device_id=self.device_id, fp16=self.resolved_precision() == "fp16",
+                          options=options, net=network)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,7 +252,8 @@ class Auto:
     """The fastest backend that works here: TensorRT, ONNX Runtime on CUDA, PyTorch on CUDA, PyTorch on CPU.
 
     device:     ``'auto'`` (any), ``'cuda'`` (GPU candidates only) or ``'cpu'`` (PyTorch on the CPU).
-    device_id, fp16:  passed to every candidate (fp16 is dropped, with a note, on the CPU).
+    device_id, fp16, precision, tf32:  passed to every candidate (fp16 is dropped on the CPU,
+                bf16 on ONNX Runtime and TensorRT: those candidates run fp16 on CUDA).
     ort, trt:   settings for those candidates (``ORT(...)``, ``TRT(...)``); None = defaults.
     """
 
@@ -223,6 +262,8 @@ class Auto:
     device: str = "auto"
     device_id: int = 0
     fp16: bool = False
+    precision: str | None = None
+    tf32: bool = False
     ort: ORT | None = None
     trt: TRT | None = None
 
@@ -231,11 +272,14 @@ class Auto:
         from dataclasses import replace
         gpu = self.device in ("auto", "cuda")
         cpu = self.device in ("auto", "cpu")
-        trt = replace(self.trt or TRT(), device_id=self.device_id, fp16=self.fp16)
-        ort = replace(self.ort or ORT(), device="cuda", device_id=self.device_id, fp16=self.fp16)
+        gpu_precision = "fp16" if self.precision == "bf16" else self.precision
+        common = dict(device_id=self.device_id, fp16=self.fp16, tf32=self.tf32)
+        trt = replace(self.trt or TRT(), precision=gpu_precision, **common)
+        ort = replace(self.ort or ORT(), device="cuda", precision=gpu_precision, **common)
+        cpu_precision = self.precision if self.precision in ("auto", "bf16") else None
         wanted = [("trt", trt, gpu), ("ort-cuda", ort, gpu),
-                  ("torch-cuda", Torch(device="cuda", device_id=self.device_id, fp16=self.fp16), gpu),
-                  ("torch-cpu", Torch(device="cpu"), cpu)]
+                  ("torch-cuda", Torch(device="cuda", precision=self.precision, **common), gpu),
+                  ("torch-cpu", Torch(device="cpu", precision=cpu_precision), cpu)]
         usable, skipped = [], []
         for label, spec, allowed in wanted:
             if not allowed:
@@ -254,6 +298,10 @@ class Auto:
             raise BackendError(f"device must be 'auto', 'cpu' or 'cuda' for backend 'auto', got {self.device!r}")
         _need_int(self.device_id, "device_id")
         _need_bool(self.fp16, "fp16")
+        _need_bool(self.tf32, "tf32")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise BackendError(f"precision must be one of {', '.join(map(repr, PRECISIONS))} or None, "
+                               f"got {self.precision!r}")
         if self.ort is not None and not isinstance(self.ort, ORT):
             raise BackendError(f"ort must be an ORT(...) or None, got {self.ort!r}")
         if self.trt is not None and not isinstance(self.trt, TRT):
@@ -274,12 +322,13 @@ BackendSpec = Union[Torch, ORT, TRT, Auto]
 SPECS = {"torch": Torch, "ort": ORT, "trt": TRT, "auto": Auto}
 
 
-def from_name(backend, *, device=None, device_id=None, fp16=None) -> BackendSpec:
-    """A spec from ``Colorize``'s/the commands' ``backend`` (a name or a spec) and the three shared options.
+def from_name(backend, *, device=None, device_id=None, fp16=None, precision=None, tf32=None) -> BackendSpec:
+    """A spec from ``Colorize``'s/the commands' ``backend`` (a name or a spec) and the shared options.
 
-    With a spec object, device/device_id/fp16 must be None (they belong inside the object).
+    With a spec object, device/device_id/fp16/precision/tf32 must be None (they belong inside the object).
     """
-    given = {k: v for k, v in (("device", device), ("device_id", device_id), ("fp16", fp16)) if v is not None}
+    given = {k: v for k, v in (("device", device), ("device_id", device_id), ("fp16", fp16),
+                               ("precision", precision), ("tf32", tf32)) if v is not None}
     if isinstance(backend, tuple(SPECS.values())):
         if given:
             raise BackendError(f"give {', '.join(given)} inside the backend object "

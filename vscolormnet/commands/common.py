@@ -77,17 +77,22 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, choices=("cpu", "cuda", "auto"),
                    help="default: cpu, except that --backend auto considers every device")
     p.add_argument("--device-id", type=int, default=None, metavar="N", help="CUDA device index (0)")
-    p.add_argument("--fp16", action="store_true", help="half precision (GPU)")
+    p.add_argument("--fp16", action="store_true", help="half precision (GPU); same as --precision fp16")
+    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "auto"),
+                   help="fp32 (default, the parity reference), fp16 (GPU), bf16, or auto (fp16 on CUDA, "
+                        "bf16 on a CPU with native bf16, else fp32)")
+    p.add_argument("--tf32", action="store_true", default=None,
+                   help="allow TF32 for fp32 maths on NVIDIA GPUs (default: exact fp32)")
 
 
 def backend_flag_message(message: str) -> str:
     """A ``BackendError`` message in flag spelling: ``device='cuda'`` → ``--device cuda``, ``fp16=True`` → ``--fp16``."""
     message = re.sub(r"\bfp16=True\b", "--fp16", message)
-    message = re.sub(r"\b(backend|device_id|device)=('?)([^'\s;,)]+)\2",
+    message = re.sub(r"\b(backend|device_id|device|precision)=('?)([^'\s;,)]+)\2",
                      lambda m: f"--{m.group(1).replace('_', '-')} {m.group(3)}", message)
     message = re.sub(r"\bbackend '(\w+)'", r"--backend \1", message)
     message = re.sub(r"(--backend \w+) or '(\w+)'", r"\1 or \2", message)
-    return re.sub(r"^(backend|device_id|device|fp16) ", lambda m: f"--{m.group(1).replace('_', '-')} ", message)
+    return re.sub(r"^(backend|device_id|device|fp16|precision|tf32) ", lambda m: f"--{m.group(1).replace('_', '-')} ", message)
 
 
 def backend_options(args) -> dict:
@@ -95,9 +100,9 @@ def backend_options(args) -> dict:
     a backend that cannot run (``--backend trt`` without TensorRT, CUDA missing) is one line, exit 2."""
     from ..backends import BackendError, resolve_spec
     opts = dict(backend=args.backend, device=args.device, device_id=args.device_id,
-                fp16=True if args.fp16 else None)
+                fp16=True if args.fp16 else None, precision=args.precision, tf32=args.tf32)
     try:
-        resolve_spec(opts["backend"], device=opts["device"], device_id=opts["device_id"], fp16=opts["fp16"])
+        resolve_spec(**opts)
     except BackendError as e:
         raise BackendError(backend_flag_message(str(e))) from None
     return opts

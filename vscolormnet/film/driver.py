@@ -59,7 +59,7 @@ class FilmResult:
 def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None = None,
              gpus_per_worker: float = 0.0, threads_per_worker: int = 1, work_dir=None, codec: str = "ffv1",
              size="512", weights=None, backend: str = "torch", device: str | None = None, fp16=None,
-             memory=None, cuts=None, ref_scope: str | None = None, audio: bool = True, progress: bool = True,
+             precision=None, tf32=None, memory=None, cuts=None, ref_scope: str | None = None, audio: bool = True, progress: bool = True,
              keep_work: bool = False, max_retries: int = 3, window: int | None = None) -> FilmResult:
     """Colourise a whole film on ``workers`` Ray actors, one lossless segment per shot, and join them.
 
@@ -82,7 +82,8 @@ def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None =
         device = "cuda"                      # a worker given a GPU uses it
     if device == "cuda" and not gpus_per_worker:
         raise ValueError("--device cuda with --workers needs --gpus-per-worker (Ray gives each worker its GPUs)")
-    prep = _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp16, memory, cuts, ref_scope)
+    prep = _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp16, memory, cuts, ref_scope,
+                    precision, tf32)
     work = Path(work_dir).expanduser() if work_dir else prep["output"].parent / f".{prep['output'].name}.work"
     shots = [Shot(i, *prep["plan"].bounds(i)) for i in range(len(prep["plan"]))]
     key = prep["key"]
@@ -135,7 +136,8 @@ def _check_numbers(workers, gpus, threads, max_retries, codec) -> None:
         raise ValueError(f"--segment-codec must be one of {', '.join(CODECS)}, got {codec!r}")
 
 
-def _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp16, memory, cuts, ref_scope) -> dict:
+def _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp16, memory, cuts, ref_scope,
+             precision=None, tf32=None) -> dict:
     """Every check that needs no Ray, and the key of everything that defines the output."""
     from .. import vsformat
     from ..config import MemoryConfig
@@ -195,12 +197,13 @@ def _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp1
             if p.is_file() and (p.name == INDEX_JSON or REF_RE.match(p.name))}
     params = {"version": KEY_VERSION, "vscolormnet": __version__, "input": input_identity(src, clip), "refs": refs,
               "weights": file_sha256(weights_path), "size": size, "backend": backend, "device": device,
-              "fp16": bool(fp16), "memory": dataclasses.asdict(memory or MemoryConfig()), "codec": codec,
+              "fp16": bool(fp16), "precision": precision, "tf32": bool(tf32),
+              "memory": dataclasses.asdict(memory or MemoryConfig()), "codec": codec,
               "codec_args": CODECS[codec][0], "cuts": list(plan.cuts), "ref_scope": ref_scope, "format": stored.name,
               "colour": colours}
     return {"input": src.resolve(), "output": out.resolve(), "script": is_script(src), "refs_dir": refs_root,
             "weights": weights_path, "size": size, "backend": backend, "device": device, "fp16": fp16,
-            "memory": memory, "cuts": cuts, "ref_scope": ref_scope, "plan": plan, "num_frames": n,
+            "precision": precision, "tf32": tf32, "memory": memory, "cuts": cuts, "ref_scope": ref_scope, "plan": plan, "num_frames": n,
             "codec_args": CODECS[codec][0], "colours": colours, "key": film_key(params)}
 
 
@@ -246,8 +249,8 @@ def _render(ray, todo: list[Shot], prep: dict, key: str, work: Path, *, workers:
             threads: int, window: int, max_retries: int, progress: _Progress) -> int:
     """Start (or join) Ray, render ``todo``, and shut down what we started, whatever happens."""
     from .worker import CRASH_ENV
-    cfg = {name: prep[name] for name in ("size", "backend", "device", "fp16", "memory", "cuts", "ref_scope",
-                                         "codec_args")}
+    cfg = {name: prep[name] for name in ("size", "backend", "device", "fp16", "precision", "tf32", "memory",
+                                         "cuts", "ref_scope", "codec_args")}
     cfg.update(input=str(prep["input"]), refs_dir=str(prep["refs_dir"]), weights=str(prep["weights"]),
                threads=threads, work_dir=str(work.resolve()), colour_options=prep["colours"],
                crash=os.environ.get(CRASH_ENV))

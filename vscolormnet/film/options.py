@@ -98,6 +98,7 @@ def film_kwargs(args) -> dict | None:
             "codec": args.segment_codec or "ffv1", "size": getattr(args, "size", "512"),
             "weights": getattr(args, "weights", None), "backend": getattr(args, "backend", "torch"),
             "device": getattr(args, "device", None), "fp16": True if getattr(args, "fp16", False) else None,
+            "precision": getattr(args, "precision", None), "tf32": getattr(args, "tf32", None),
             "memory": _memory(args), "audio": not getattr(args, "no_audio", False),
             "cuts": getattr(args, "cuts", None), "ref_scope": getattr(args, "ref_scope", None)}
 

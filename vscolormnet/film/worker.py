@@ -37,7 +37,8 @@ class ShotWorker:
         self.cfg = cfg
         clip = open_input(cfg["input"])
         out = Colorize(clip, cfg["refs_dir"], size=cfg["size"], weights=cfg["weights"], backend=cfg["backend"],
-                       device=cfg["device"], fp16=cfg["fp16"], memory=cfg["memory"], cuts=cfg["cuts"],
+                       device=cfg["device"], fp16=cfg["fp16"], precision=cfg.get("precision"),
+                       tf32=cfg.get("tf32"), memory=cfg["memory"], cuts=cfg["cuts"],
                        ref_scope=cfg["ref_scope"],
                        snapshot_interval=NO_SNAPSHOTS, max_snapshots=1)
         self.out = storable(out)
