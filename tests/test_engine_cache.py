@@ -17,7 +17,8 @@ ENGINE = b"ENGINE" + bytes(range(256)) * 8          # 2 KiB: above MIN_ENGINE_BY
 
 def key(**kw) -> EngineKey:
     fields = dict(stage="encode_key", padded_hw=(336, 560), precision="fp16", onnx_sha256="ab" * 32,
-                  trt_version="11.4.0.106", gpu_name="NVIDIA H100 80GB HBM3")
+                  trt_version="11.4.0.106", gpu_name="NVIDIA H100 80GB HBM3", optimization_level=3,
+                  workspace_mib=None, tf32=False)
     fields.update(kw)
     return EngineKey(**fields)
 
@@ -47,11 +48,39 @@ class FakeTrt:
 # ---- names ---------------------------------------------------------------------------------------
 def test_name_holds_everything_that_invalidates_an_engine():
     name = key().filename()
-    assert name == ("encode_key_560x336_fp16_onnx-abababababababab_trt-11.4.0.106_NVIDIA-H100-80GB-HBM3.engine")
+    assert name == ("encode_key_560x336_fp16_opt3_wsdefault_onnx-abababababababab_trt-11.4.0.106_"
+                    "NVIDIA-H100-80GB-HBM3.engine")
+    assert key(precision="fp32", tf32=True, optimization_level=5, workspace_mib=2048).filename().startswith(
+        "encode_key_560x336_fp32-tf32_opt5_ws2048_onnx-")
     variants = [key(stage="decode"), key(padded_hw=(336, 448)), key(precision="fp32"),
-                key(onnx_sha256="cd" * 32), key(trt_version="10.13.0"), key(gpu_name="NVIDIA GeForce RTX 4090")]
+                key(onnx_sha256="cd" * 32), key(trt_version="10.13.0"), key(gpu_name="NVIDIA GeForce RTX 4090"),
+                key(tf32=True), key(optimization_level=5), key(workspace_mib=1024), key(workspace_mib=2048)]
     names = {v.filename() for v in variants} | {name}
     assert len(names) == len(variants) + 1
+
+
+def test_every_engine_setting_is_a_key_field():
+    """Each TrtOptions field is either in the key (it changes the engine) or only says where files live or
+    how fast a build is; a new option must be sorted into one of the two."""
+    from dataclasses import fields
+
+    from vscolormnet.backends.trt_backend import TrtOptions
+    key_fields = {f.name for f in fields(EngineKey)}
+    not_in_key = {"engine_dir", "onnx_dir", "timing_cache"}
+    options = {f.name for f in fields(TrtOptions)}
+    assert options - not_in_key <= key_fields, f"options missing from EngineKey: {options - not_in_key - key_fields}"
+    assert set(key().fields()) == key_fields, "the manifest records every key field"
+
+
+def test_engine_of_other_build_settings_is_rebuilt(tmp_path, caplog):
+    """An engine whose manifest says it was built with TF32 is not used for a build without it."""
+    cache, path = _built(tmp_path)
+    manifest.write_manifest(path, **key(tf32=True).fields())
+    fake = FakeTrt()
+    with caplog.at_level(logging.WARNING, logger="vscolormnet"):
+        cache.load_or_build(key(), fake.build, fake.deserialize)
+    assert fake.builds == 1 and manifest.problem(path, key().fields()) is None
+    assert any("tf32=True" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
 @pytest.mark.parametrize("gpu", ["NVIDIA GeForce RTX 4090", "A/B\\C:D*E?", "  ", "Quadro RTX 6000 (rev. 2)"])

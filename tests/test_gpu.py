@@ -4,6 +4,12 @@ Skipped, with the reason, where a path is unavailable. fp32 runs with TF32 disab
 meet the CPU parity bound (max |Δab'| 1e-3, mean 1e-5); fp16 meets the README's bound (max 0.02,
 mean 2e-3). Outputs are always finite and the memory schedule is the official one. The skip is
 decided at collection, so a machine without a GPU does not even build the seeded checkpoint.
+
+The graph backends (ONNX Runtime CUDA, TensorRT) are also checked stage by stage on the small
+``TinyNet`` graphs (seconds to export and build): a run sees inputs that the caller's stream
+writes late (a side stream or the legacy default stream) and the caller sees finished outputs;
+fp32 with ``tf32=False`` matches the CPU network at fp32 precision (TF32 would be ~100× off);
+ORT's sessions run on the backend's own stream; TensorRT's six contexts share one activation buffer.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import os
 
 import numpy as np
 import pytest
+from graph_fixtures import HW, TinyNet, tiny_weights  # noqa: F401
 from test_parity import AB_MAX, AB_MEAN, case_paths
 
 pytestmark = pytest.mark.gpu
@@ -96,3 +103,100 @@ def test_fp16_within_the_stated_bound(backend, parity_checkpoint, graph_cache, n
     per_frame = diff.reshape(len(diff), -1).max(1)
     assert diff.max() <= FP16_MAX, f"{backend} fp16: max |Δab'| {diff.max():.3f} per frame {per_frame}"
     assert diff.mean() <= FP16_MEAN, f"{backend} fp16: mean |Δab'| {diff.mean():.2e}"
+
+
+# ---- the graph backends stage by stage, on TinyNet's graphs ---------------------------------------
+GRAPH_BACKENDS = [p for p in BACKENDS if p.values[0] != "torch"]
+REL_FP32 = 5e-5      # max |Δ| / max |reference|: fp32 sums over 1024 channels ~2e-6, TF32 ~1e-4…1e-3
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """One ONNX and engine folder for this module: TinyNet's graphs are exported and built once."""
+    return tmp_path_factory.mktemp("tiny-gpu")
+
+
+def tiny_backend(backend: str, weights, cache, **options):
+    """The ``backend`` runtime over TinyNet's fp32 graphs at 112×112 on cuda:0."""
+    if backend == "ort":
+        from vscolormnet.backends.ort_backend import OrtBackend, OrtOptions
+        return OrtBackend(weights, HW, device="cuda", options=OrtOptions(onnx_dir=cache / "onnx", **options),
+                          net=TinyNet())
+    from vscolormnet.backends.trt_backend import TrtBackend, TrtOptions
+    return TrtBackend(weights, HW, options=TrtOptions(onnx_dir=cache / "onnx", engine_dir=cache / "trt", **options),
+                      net=TinyNet())
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_runs_are_ordered_with_the_callers_stream(backend, tiny_weights, tiny_cache):
+    """Inputs written late on the caller's stream are seen, and the caller reads finished outputs, whether the
+    caller is on a side stream or on the legacy default stream (handle 0, which ORT reads as 'no stream')."""
+    import torch
+
+    from vscolormnet.graphs.check import random_inputs
+    be = tiny_backend(backend, tiny_weights, tiny_cache)
+    src = random_inputs("encode_key", HW, seed=5)[0].cuda()
+    torch.cuda.synchronize()
+    expected = [t.clone() for t in _tuple(be.encode_key(src))]
+    zeros = [t.clone() for t in _tuple(be.encode_key(torch.zeros_like(src)))]
+    torch.cuda.synchronize()
+    assert max((e - z).abs().max().item() for e, z in zip(expected, zeros)) > 1e-3, "the input must matter"
+    for stream in (torch.cuda.Stream(), torch.cuda.default_stream()):
+        with torch.cuda.stream(stream):
+            x = torch.zeros_like(src)
+            torch.cuda._sleep(100_000_000)      # tens of milliseconds: the copy below lands late
+            x.copy_(src)
+            got = [t.clone() for t in _tuple(be.encode_key(x))]   # read on the caller's stream at once
+        torch.cuda.synchronize()
+        for g, e in zip(got, expected):
+            assert (g - e).abs().max().item() <= 1e-5, f"{backend} on stream {stream.cuda_stream}"
+    be.close()
+
+
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_fp32_stages_are_exact_fp32_without_tf32(backend, tiny_weights, tiny_cache):
+    """Every stage, tf32=False (the default): within fp32 rounding of the CPU network (TF32 is not)."""
+    import torch
+
+    from vscolormnet.graphs.check import random_inputs
+    from vscolormnet.stages import STAGES
+    be = tiny_backend(backend, tiny_weights, tiny_cache)
+    net = TinyNet()
+    for stage in (*STAGES, STAGES[0]):                  # the first again: contexts may share memory
+        inputs = random_inputs(stage, HW, seed=11)
+        with torch.no_grad():
+            ref = _tuple(getattr(net, stage)(*inputs))
+        got = _tuple(getattr(be, stage)(*[t.cuda() for t in inputs]))
+        for g, r in zip(got, ref):
+            rel = (g.cpu() - r).abs().max().item() / max(r.abs().max().item(), 1e-6)
+            assert rel <= REL_FP32, f"{backend} {stage}: max |Δ| / max |ref| = {rel:.1e}"
+    be.close()
+
+
+@pytest.mark.skipif(skip_reason("ort") is not None, reason=skip_reason("ort") or "")
+def test_ort_sessions_run_on_the_backends_stream_with_tf32_as_asked(tiny_weights, tiny_cache):
+    import torch
+    for tf32 in (False, True):
+        be = tiny_backend("ort", tiny_weights, tiny_cache, tf32=tf32)
+        handle = be._stream.cuda_stream
+        assert handle not in (0, torch.cuda.default_stream().cuda_stream)
+        for st in be._stages.values():
+            opts = st.session.get_provider_options()["CUDAExecutionProvider"]
+            assert opts.get("user_compute_stream") == str(handle) and opts.get("has_user_compute_stream") == "1"
+            assert opts.get("use_tf32") == ("1" if tf32 else "0")
+        be.close()
+
+
+@pytest.mark.skipif(skip_reason("trt") is not None, reason=skip_reason("trt") or "")
+def test_trt_contexts_share_one_activation_buffer(tiny_weights, tiny_cache):
+    import tensorrt as trt
+    be = tiny_backend("trt", tiny_weights, tiny_cache)
+    sizes = [st.engine.device_memory_size_v2 for st in be._stages.values()]
+    assert hasattr(trt.ExecutionContextAllocationStrategy, "USER_MANAGED")
+    assert be._activation is not None and be._activation.numel() >= max(sizes)
+    assert be._activation.device == be.device
+    be.close()

@@ -139,6 +139,9 @@ def test_option_and_device_errors(parity_checkpoint, tmp_path):
         OrtOptions(graph_optimization="fast").validate()
     with pytest.raises(ValueError, match="num_threads"):
         OrtOptions(num_threads=0).validate()
+    with pytest.raises(ValueError, match="tf32 must be True or False"):
+        OrtOptions(tf32="off").validate()
+    assert OrtOptions().tf32 is False, "exact fp32 unless asked"
     with pytest.raises(ValueError, match="padded_hw"):
         create_backend("ort", weights=parity_checkpoint)
     with pytest.raises(ValueError, match="multiples of 112"):
@@ -146,6 +149,32 @@ def test_option_and_device_errors(parity_checkpoint, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda|CUDA"):
             create_backend("ort", weights=parity_checkpoint, padded_hw=HW, device="cuda", onnx_dir=str(tmp_path))
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" not in ort.get_available_providers():   # the CPU build: the fix, in one line
+        with pytest.raises(ValueError) as e:
+            OrtBackend(parity_checkpoint, HW, device="cuda", options=OrtOptions(onnx_dir=tmp_path))
+        assert str(e.value).startswith("backend 'ort' on cuda: onnxruntime ") and "\n" not in str(e.value)
+        assert "pip uninstall -y onnxruntime && pip install \"onnxruntime-gpu>=1.27\"" in str(e.value)
+
+
+def test_cuda_provider_options_own_stream_and_exact_fp32():
+    """ONNX Runtime reads stream handle 0 (torch's legacy default stream) as 'no stream' and then runs unordered
+    with torch: the backend passes its own stream, and refuses 0; TF32 is off unless asked (ORT's default is on)."""
+    from vscolormnet.backends.ort_backend import cuda_provider_options
+    opts = cuda_provider_options(1, 0x5A5A00, tf32=False)
+    assert opts == {"device_id": "1", "user_compute_stream": str(0x5A5A00), "has_user_compute_stream": "1",
+                    "use_tf32": "0"}
+    assert cuda_provider_options(0, 7, tf32=True)["use_tf32"] == "1"
+    with pytest.raises(ValueError, match="non-default CUDA stream"):
+        cuda_provider_options(0, 0, tf32=False)
+
+
+def test_preloading_cuda_libraries_never_writes_to_stdout(capfd):
+    """onnxruntime.preload_dlls() prints; stdout may carry frames (vspipe … - | ffmpeg)."""
+    from vscolormnet.backends import ort_backend
+    ort_backend.preload_cuda_libraries()
+    ort_backend.preload_cuda_libraries()              # once per process; the second call is a no-op
+    assert capfd.readouterr().out == ""
 
 
 # ---- the bench command ----------------------------------------------------------------------------

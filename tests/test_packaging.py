@@ -126,6 +126,62 @@ def test_one_onnxruntime_flavour_per_install_target():
         assert not ORT_FLAVOURS <= _names(BASE) | _names(reqs), f"[{extra}] requires both onnxruntime flavours"
     assert not ORT_FLAVOURS <= set(LOCK), "the lock pins both onnxruntime flavours"
     assert "onnxruntime" in _names(EXTRAS["ort"]) and "onnxruntime-gpu" in _names(EXTRAS["cuda"])
+    assert "onnxruntime-gpu" in _names(EXTRAS["trt"]), "[trt] is one install line: it brings its ONNX Runtime"
+
+
+# `pip install ".[a,b]"`, `vscolormnet[a]` and the like, wherever an install line is written down
+_EXTRAS_USE = re.compile(r"(?:\.|vscolormnet)\[([A-Za-z0-9_,\s-]+)\]")
+
+
+def _documented_combinations() -> dict[str, set[frozenset]]:
+    """Extras named together in README.md, requirements.txt and every message of the package -> where."""
+    found: dict[str, set[frozenset]] = {}
+    files = [ROOT / "README.md", ROOT / "requirements.txt", *sorted((ROOT / "vscolormnet").rglob("*.py")),
+             *sorted((ROOT / "scripts").glob("*")), *sorted((ROOT / "export").glob("*.py"))]
+    for path in files:
+        if not path.is_file():
+            continue
+        for m in _EXTRAS_USE.finditer(path.read_text(errors="replace")):
+            names = frozenset(n.strip() for n in m.group(1).split(",") if n.strip())
+            if names <= set(EXTRAS):             # not an index expression such as `x[0]`
+                found.setdefault(str(path.relative_to(ROOT)), set()).add(names)
+    return found
+
+
+def test_no_documented_combination_installs_both_onnxruntime_flavours():
+    found = _documented_combinations()
+    assert any(frozenset({"trt"}) in combos for combos in found.values()), "the scan finds install lines"
+    for where, combos in found.items():
+        for names in combos:
+            pulled = set().union(*(_names(EXTRAS[n]) for n in names)) | _names(BASE)
+            assert not ORT_FLAVOURS <= pulled, f"{where}: [{','.join(sorted(names))}] installs both ORT flavours"
+
+
+def test_install_messages_match_the_extras():
+    """The commands availability.py prints are the extras of pyproject.toml, for torch's CUDA major."""
+    from vscolormnet.backends import availability as av
+    assert {k: set(v) for k, v in av.EXTRAS.items()} == {k: {str(r) for r in EXTRAS[k]} for k in av.EXTRAS}
+    major = av.DEFAULT_CUDA_MAJOR
+    gpu = {str(r) for r in EXTRAS["cuda"] if canonicalize_name(r.name) == "onnxruntime-gpu"}
+    assert gpu == {av.ORT_GPU[major]} and av.TENSORRT[major] in av.EXTRAS["trt"]
+    assert {str(r) for r in EXTRAS["ort"] if r.name == "onnxruntime"} == {av.ORT_CPU}
+
+
+def test_gpu_extras_match_the_locked_torch_cuda():
+    """[cuda] and [trt] use the CUDA major of the locked torch (PyPI's torch 2.14.1 is CUDA 13.0)."""
+    import importlib.metadata
+
+    import torch
+
+    from vscolormnet.backends import availability as av
+    if Version(importlib.metadata.version("torch")) != LOCK["torch"] or torch.version.cuda is None:
+        pytest.skip("needs the locked torch from PyPI (a CUDA build)")
+    major = int(torch.version.cuda.split(".")[0])
+    assert av.DEFAULT_CUDA_MAJOR == major == av.torch_cuda_major()
+    assert f"tensorrt-cu{major}" in _names(EXTRAS["trt"])
+    for extra in ("cuda", "trt"):
+        (ort_gpu,) = [r for r in EXTRAS[extra] if canonicalize_name(r.name) == "onnxruntime-gpu"]
+        assert str(ort_gpu.specifier) == str(Requirement(av.ORT_GPU[major]).specifier), extra
 
 
 def test_every_runtime_import_is_declared():

@@ -3,8 +3,9 @@
 Follows vs-mlrt's engine cache (``vsmlrt.py`` ``trtexec`` path) without its weak spots:
 
 - the file name holds everything that invalidates an engine: stage, padded input size,
-  precision, ONNX checksum, TensorRT version and GPU name (``EngineKey.filename``);
-  anything that must not change the engine (thread counts, log level, …) stays out of it;
+  precision, the build settings that change the engine (TF32, optimisation level, workspace
+  limit), ONNX checksum, TensorRT version and GPU name (``EngineKey.filename``); anything that
+  does not change it (thread counts, log level, the timing cache, …) stays out of it;
 - a file is written to a temporary name in the same folder and renamed (``atomic_write``),
   so an interrupted build never leaves a usable-looking engine;
 - every engine has a checksum manifest (``graphs.manifest``: sha256, size and the key, written
@@ -54,6 +55,9 @@ class EngineKey:
     onnx_sha256:  checksum of the ONNX file the engine is built from (covers weights and graph).
     trt_version:  ``tensorrt.__version__``.
     gpu_name:     the device name (``torch.cuda.get_device_name``), sanitised in the file name.
+    optimization_level:  ``builder_optimization_level`` (0…5): picks other tactics.
+    workspace_mib:       builder workspace limit in MiB, None = TensorRT's default: bounds the tactics.
+    tf32:                whether fp32 layers may use TF32 (``BuilderFlag.TF32``): other numbers.
     """
 
     stage: str
@@ -62,17 +66,24 @@ class EngineKey:
     onnx_sha256: str
     trt_version: str
     gpu_name: str
+    optimization_level: int
+    workspace_mib: int | None
+    tf32: bool
 
     def filename(self) -> str:
-        """``<stage>_<Wp>x<Hp>_<precision>_onnx-<sha16>_trt-<version>_<gpu>.engine``."""
+        """``<stage>_<Wp>x<Hp>_<precision>[-tf32]_opt<level>_ws<MiB|default>_onnx-<sha16>_trt-<ver>_<gpu>.engine``."""
         hp, wp = self.padded_hw
-        return (f"{self.stage}_{wp}x{hp}_{self.precision}_onnx-{self.onnx_sha256[:16]}"
+        math = f"{self.precision}{'-tf32' if self.tf32 else ''}"
+        build = f"opt{int(self.optimization_level)}_ws{self.workspace_mib if self.workspace_mib else 'default'}"
+        return (f"{self.stage}_{wp}x{hp}_{math}_{build}_onnx-{self.onnx_sha256[:16]}"
                 f"_trt-{sanitize(self.trt_version)}_{sanitize(self.gpu_name)}.engine")
 
     def fields(self) -> dict:
         """The key as JSON-friendly manifest fields (an engine is used only for the same key)."""
         return {"stage": self.stage, "padded_hw": list(self.padded_hw), "precision": self.precision,
-                "onnx_sha256": self.onnx_sha256, "trt_version": self.trt_version, "gpu_name": self.gpu_name}
+                "onnx_sha256": self.onnx_sha256, "trt_version": self.trt_version, "gpu_name": self.gpu_name,
+                "optimization_level": int(self.optimization_level), "workspace_mib": self.workspace_mib,
+                "tf32": bool(self.tf32)}
 
 
 def default_engine_dir() -> Path:

@@ -4,13 +4,18 @@ The graphs come from ``vscolormnet.graphs.cache`` (exported and checked on first
 per checkpoint, size and precision, verified against their checksum manifests); a cached graph
 that ONNX Runtime cannot load is rebuilt once, with a warning. On CPU, torch tensors are handed to ONNX Runtime as
 zero-copy NumPy views and the outputs come back the same way. On CUDA (``onnxruntime-gpu``
-installed), inputs and outputs are bound to torch CUDA tensors with IO binding on torch's
-current stream, so nothing goes through host memory.
+installed), inputs and outputs are bound to torch CUDA tensors with IO binding, so nothing goes
+through host memory. The sessions run on a stream the backend owns (``user_compute_stream``):
+torch's current stream is usually the legacy default stream, handle 0, which ONNX Runtime reads
+as "no user stream" and then runs on a stream of its own that does not wait for torch's kernels.
+Each run waits for the caller's current stream, and the caller's stream waits for the run, as in
+``trt_backend``. TF32 is off unless asked for (ONNX Runtime's CUDA default is on).
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +26,7 @@ from ..graphs import manifest
 from ..graphs.cache import export_graphs
 from ..graphs.check import OPTIMIZATION_LEVELS, ort_optimization_level
 from ..stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
+from .availability import ort_cuda_mismatch, ort_cuda_problem
 from .base import Backend
 
 log = logging.getLogger("vscolormnet")
@@ -36,12 +42,15 @@ class OrtOptions:
     spin_wait:           let idle ORT threads spin between runs (lower latency, but they
                          compete with the host code that runs between stages). CPU only.
     onnx_dir:            ONNX cache folder; None = ``$VSCOLORMNET_ONNX_DIR`` or the user cache.
+    tf32:                let fp32 matmuls and convolutions use TF32 (CUDA EP ``use_tf32``). Off
+                         (default): exact fp32, which the parity bounds need. CUDA only.
     """
 
     graph_optimization: str = "all"
     num_threads: int | None = None
     spin_wait: bool = False
     onnx_dir: str | os.PathLike | None = None
+    tf32: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -50,15 +59,39 @@ class OrtOptions:
                              f"got {self.graph_optimization!r}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {self.num_threads!r}")
+        if not isinstance(self.tf32, bool):
+            raise ValueError(f"tf32 must be True or False, got {self.tf32!r}")
 
 
-def cuda_provider_available() -> bool:
-    """True if the installed onnxruntime offers ``CUDAExecutionProvider`` (``onnxruntime-gpu``)."""
+def cuda_provider_options(device_index: int, stream_handle: int, tf32: bool) -> dict[str, str]:
+    """CUDA execution provider options: run on ``stream_handle`` (a ``cudaStream_t`` as an integer), TF32 as asked.
+
+    Handle 0 is refused: ONNX Runtime reads it as "no user stream" (onnxruntime #26609) and would
+    run unordered with torch. ``has_user_compute_stream`` is derived from the handle by newer
+    ONNX Runtime versions and read as given by older ones.
+    """
+    if int(stream_handle) == 0:
+        raise ValueError("ONNX Runtime needs a non-default CUDA stream (handle 0 means 'no user stream')")
+    return {"device_id": str(int(device_index)), "user_compute_stream": str(int(stream_handle)),
+            "has_user_compute_stream": "1", "use_tf32": "1" if tf32 else "0"}
+
+
+_PRELOADED = []
+
+
+def preload_cuda_libraries() -> None:
+    """``onnxruntime.preload_dlls()`` once per process where it exists (ONNX Runtime ≥ 1.21), so the CUDA
+    provider finds the CUDA/cuDNN libraries of the pip ``nvidia-*`` wheels torch uses; it prints, so to stderr."""
+    import onnxruntime as ort
+    if _PRELOADED or not hasattr(ort, "preload_dlls"):
+        return
+    _PRELOADED.append(True)
     try:
-        import onnxruntime as ort
-    except ImportError:
-        return False
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+        with stdout_to_stderr():
+            ort.preload_dlls()
+    except Exception as e:  # noqa: BLE001 - only a help; session creation reports what is really missing
+        log.warning("onnxruntime.preload_dlls() failed (%s: %s); relying on the default library search",
+                    type(e).__name__, e)
 
 
 def _session(path, so, providers, rebuild):
@@ -94,7 +127,8 @@ class OrtBackend(Backend):
     fp16:       use the mixed-precision graphs (``graphs.fp16``); inputs/outputs stay float32.
     options:    ``OrtOptions``.
     net:        the loaded ``ColorMNet``, used only if a graph has to be exported.
-    Thread-safe: ``InferenceSession.run`` may be called from several threads at once.
+    Thread-safe: on the CPU ``InferenceSession.run`` is called from several threads at once; on CUDA
+    runs take a lock (they share the backend's one stream and its ordering with the callers' streams).
     """
 
     name = "ort"
@@ -105,9 +139,8 @@ class OrtBackend(Backend):
         options.validate()
         dev = torch.device(device)
         if dev.type == "cuda":
-            if not cuda_provider_available():
-                raise ValueError("backend 'ort' on cuda needs onnxruntime-gpu (CUDAExecutionProvider is not "
-                                 "available in the installed onnxruntime); use device='cpu'")
+            if why := ort_cuda_problem():
+                raise ValueError(f"backend 'ort' on cuda: {why}; or use device='cpu'")
             if not torch.cuda.is_available():
                 raise ValueError("device='cuda' was asked for but CUDA is not available; use device='cpu'")
             dev = torch.device("cuda", dev.index if dev.index is not None else device_id)
@@ -115,8 +148,11 @@ class OrtBackend(Backend):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         self.device = dev
         self.fp16 = bool(fp16)
+        self.tf32 = bool(options.tf32) and dev.type == "cuda"
         self.padded_hw = validate_padded_hw(padded_hw)
         self.options = options
+        self._lock = threading.Lock()
+        self._stream = None
         precision = "fp16" if self.fp16 else "fp32"
         paths = export_graphs(weights, self.padded_hw, precisions=(precision,), cache_dir=options.onnx_dir,
                               net=net)
@@ -135,8 +171,11 @@ class OrtBackend(Backend):
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin_wait else "0")
             providers = ["CPUExecutionProvider"]
         else:
-            stream = torch.cuda.current_stream(dev).cuda_stream
-            providers = [("CUDAExecutionProvider", {"device_id": dev.index, "user_compute_stream": str(stream)}),
+            preload_cuda_libraries()
+            with torch.cuda.device(dev):
+                self._stream = torch.cuda.Stream(dev)        # non-default: see the module docstring
+            providers = [("CUDAExecutionProvider",
+                          cuda_provider_options(dev.index, self._stream.cuda_stream, options.tf32)),
                          "CPUExecutionProvider"]
         self._stages = {}
         for stage in STAGES:
@@ -145,8 +184,9 @@ class OrtBackend(Backend):
             so.enable_mem_pattern = stage != "short_term_attention"
             session = _session(paths[(stage, precision)], so, providers, lambda s=stage: rebuild(s))
             if dev.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+                hint = ort_cuda_mismatch() or "check that the CUDA and cuDNN libraries torch uses can be loaded"
                 raise ValueError(f"onnxruntime could not create CUDAExecutionProvider for {stage} "
-                                 f"(providers: {session.get_providers()}); check CUDA/cuDNN libraries")
+                                 f"(providers: {session.get_providers()}): {hint}")
             self._stages[stage] = _Stage(session, INPUTS[stage], OUTPUTS[stage])
         log.info("ort: %s sessions ready (%s, %s, %s threads)", len(self._stages), providers[0] if
                  isinstance(providers[0], str) else providers[0][0], precision,
@@ -163,16 +203,26 @@ class OrtBackend(Backend):
         return outs[0] if len(outs) == 1 else outs
 
     def _run_cuda(self, st: _Stage, tensors):
-        binding = st.session.io_binding()
+        """IO binding on the backend's stream, ordered after the caller's current stream and before its next work."""
         index = self.device.index
-        inputs = [t.detach().to(self.device, torch.float32).contiguous() for t in tensors]
-        for name, t in zip(st.inputs, inputs):
-            binding.bind_input(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
-        outs = tuple(torch.empty(shape, dtype=torch.float32, device=self.device) for shape in st.output_shapes)
-        for name, t in zip(st.outputs, outs):
-            binding.bind_output(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
-        st.session.run_with_iobinding(binding)
+        with self._lock, torch.cuda.device(self.device):
+            caller = torch.cuda.current_stream(self.device)
+            inputs = [t.detach().to(self.device, torch.float32).contiguous() for t in tensors]
+            outs = tuple(torch.empty(shape, dtype=torch.float32, device=self.device) for shape in st.output_shapes)
+            binding = st.session.io_binding()
+            for name, t in zip(st.inputs, inputs):
+                binding.bind_input(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
+            for name, t in zip(st.outputs, outs):
+                binding.bind_output(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
+            self._stream.wait_stream(caller)               # the inputs are written
+            st.session.run_with_iobinding(binding)
+            for t in (*inputs, *outs):                       # torch must not reuse them before the run is done
+                t.record_stream(self._stream)
+            caller.wait_stream(self._stream)               # the caller sees finished outputs
         return outs
 
     def close(self) -> None:  # noqa: D102
-        self._stages = {}
+        with self._lock:                                    # not while another thread is running
+            if self._stream is not None:
+                self._stream.synchronize()
+            self._stages = {}

@@ -168,7 +168,7 @@ class ORT:
                                f"got {self.graph_optimization!r}")
         if self.onnx_dir is not None and not isinstance(self.onnx_dir, (str, os.PathLike)):
             raise BackendError(f"onnx_dir must be a folder path or None, got {self.onnx_dir!r}")
-        if why := ort_problem():
+        if why := ort_problem(self.device):
             raise BackendError(why)
         if self.device == "cuda":
             for why in (ort_cuda_problem(), cuda_problem(self.device_id)):
@@ -177,7 +177,8 @@ class ORT:
 
     def cache_key(self) -> tuple:  # noqa: D102
         return ("ort", self.device, self.device_id if self.device == "cuda" else 0, self.resolved_precision(),
-                bool(self.tf32), self.graph_optimization, self.num_threads, bool(self.spin_wait), str(self.onnx_dir or ""))
+                bool(self.tf32), self.graph_optimization, self.num_threads, bool(self.spin_wait),
+                str(self.onnx_dir or ""))
 
     def create(self, network, weights, padded_hw):  # noqa: D102
         from .ort_backend import OrtBackend, OrtOptions
@@ -235,8 +236,8 @@ class TRT:
             raise BackendError(f"backend 'trt': {why}")
 
     def cache_key(self) -> tuple:  # noqa: D102
-        return ("trt", self.device_id, self.resolved_precision(), bool(self.tf32), str(self.engine_dir or ""), str(self.onnx_dir or ""),
-                self.workspace_mib, self.optimization_level, bool(self.timing_cache))
+        return ("trt", self.device_id, self.resolved_precision(), bool(self.tf32), str(self.engine_dir or ""),
+                str(self.onnx_dir or ""), self.workspace_mib, self.optimization_level, bool(self.timing_cache))
 
     def create(self, network, weights, padded_hw):  # noqa: D102
         from .trt_backend import TrtBackend, TrtOptions

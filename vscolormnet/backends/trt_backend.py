@@ -1,20 +1,27 @@
 """TensorRT backend: one engine per stage graph, built from the checked ONNX files with the Python API.
 
+- Needs TensorRT ≥ 10 (``availability.MIN_TRT_MAJOR``): older versions are refused with the
+  install command, since they can neither build strongly typed networks nor run ``execute_async_v3``
+  the way this module does.
 - Build: ``trt.Builder`` → network → ``trt.OnnxParser.parse_from_file`` → builder config
-  (workspace limit, optimisation level, a timing cache shared per TensorRT version and GPU,
+  (workspace limit, optimisation level, TF32, a timing cache shared per TensorRT version and GPU,
   a progress monitor that prints to stderr) → ``build_serialized_network``. No trtexec.
-- fp16: the mixed-precision ONNX graph (``graphs.fp16.to_fp16``: norms, softmax and the
-  similarities stay fp32 as explicit types) is built as a *strongly typed* network, the only
-  way in TensorRT 11, where ``BuilderFlag.FP16`` no longer exists (10.x: the
-  ``STRONGLY_TYPED`` creation flag). Only a TensorRT without strong typing (< 9) builds
-  the fp32 graph with ``BuilderFlag.FP16``.
-- Engines are cached by ``engine_cache.EngineCache`` (names, atomic writes, checksum
-  manifests, rebuild of a broken file, writable-folder fallback, build log next to the engine).
+- Precision is the graph's: fp16 builds the mixed-precision ONNX graph (``graphs.fp16.to_fp16``:
+  norms, softmax and the similarities stay fp32 as explicit types), fp32 the fp32 graph, both as
+  *strongly typed* networks (10.x: the ``STRONGLY_TYPED`` creation flag; 11.x: always, and
+  ``BuilderFlag.FP16`` no longer exists). ``BuilderFlag.TF32`` is cleared unless ``tf32=True``:
+  TensorRT enables it by default, and TF32 fp32 layers miss the fp32 parity bound.
+- Engines are cached by ``engine_cache.EngineCache`` (names holding every build setting that
+  changes the engine, atomic writes, checksum manifests, rebuild of a broken file,
+  writable-folder fallback, build log next to the engine).
 - Run: ``execute_async_v3`` with ``set_tensor_address`` pointing at torch CUDA tensors (no
   pycuda, no host copies). The backend is shared by several VapourSynth nodes and called from
-  several threads, but an execution context is not thread-safe: each stage runs under a lock,
-  on one backend-owned stream that is ordered after the caller's current stream (events), and
-  the caller's stream waits for it, so callers on any stream see finished outputs.
+  several threads, but an execution context is not thread-safe: each stage runs under a lock and
+  the device guard, on one backend-owned (non-default) stream that is ordered after the caller's
+  current stream, and the caller's stream waits for it, so callers on any stream see finished
+  outputs. Since the six contexts never run at the same time (one lock, one stream), they share
+  one activation buffer sized for the largest (``ExecutionContextAllocationStrategy.USER_MANAGED``;
+  a TensorRT without it gives each context its own).
 
 TensorRT cannot be installed on the development machines; this module is only imported
 when ``backend='trt'`` (or ``auto`` finds ``tensorrt``). What was verified where is in README.
@@ -32,6 +39,7 @@ import torch
 from ..fileutil import atomic_write, file_sha256, stdout_to_stderr
 from ..graphs.cache import export_graphs
 from ..stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
+from .availability import pip_install, tensorrt_requirement, trt_version_problem
 from .base import Backend
 from .engine_cache import EngineCache, EngineKey
 
@@ -39,26 +47,31 @@ log = logging.getLogger("vscolormnet")
 
 
 def import_tensorrt():
-    """``import tensorrt`` with a clear error when it is missing."""
+    """``import tensorrt``, refusing a missing or too old one in one line with the install command."""
     try:
         with stdout_to_stderr():
             import tensorrt as trt
     except ImportError as e:
-        raise ValueError("backend 'trt' needs TensorRT: pip install 'vscolormnet[trt]' "
-                         f"(tensorrt-cu13) on a machine with an NVIDIA GPU ({e})") from None
+        raise ValueError(f"backend 'trt' needs TensorRT (import failed: {e}): {pip_install(tensorrt_requirement())} "
+                         "on a machine with an NVIDIA GPU") from None
+    if why := trt_version_problem(getattr(trt, "__version__", "0")):
+        raise ValueError(why)
     return trt
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrtOptions:
-    """TensorRT settings. Only fields that change the engine are part of its file name (via the key).
+    """TensorRT settings. The fields that change the engine are part of its key (file name and manifest).
 
     engine_dir:          engine cache folder; None = ``$VSCOLORMNET_ENGINE_DIR`` or the user cache
                          (``…/vscolormnet/trt``), with a temp-folder fallback when not writable.
     onnx_dir:            ONNX cache folder; None = the default (``graphs.cache.onnx_cache_dir``).
-    workspace_mib:       builder workspace limit in MiB; None = TensorRT's default (device memory).
-    optimization_level:  ``builder_optimization_level`` 0…5 (TensorRT default 3).
-    timing_cache:        read and update the shared timing cache file (faster rebuilds).
+    workspace_mib:       builder workspace limit in MiB; None = TensorRT's default (device memory). In the key.
+    optimization_level:  ``builder_optimization_level`` 0…5 (TensorRT default 3). In the key.
+    timing_cache:        read and update the shared timing cache file (faster rebuilds; not in the key:
+                         it only speeds up the tactic search).
+    tf32:                let fp32 layers use TF32 (``BuilderFlag.TF32``). Off (default): exact fp32,
+                         which the parity bounds need. In the key.
     """
 
     engine_dir: str | os.PathLike | None = None
@@ -66,14 +79,72 @@ class TrtOptions:
     workspace_mib: int | None = None
     optimization_level: int = 3
     timing_cache: bool = True
+    tf32: bool = False
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        level = self.optimization_level
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5:
+            raise ValueError(f"optimization_level must be an integer 0…5, got {level!r}")
+        ws = self.workspace_mib
+        if ws is not None and (isinstance(ws, bool) or not isinstance(ws, int) or ws < 1):
+            raise ValueError(f"workspace_mib must be a positive integer or None, got {ws!r}")
+        for name in ("timing_cache", "tf32"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
 
-def _strongly_typed_flag(trt):
-    """The network creation flag for strong typing, 0 where it is implied (11.x), None where absent (< 9)."""
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+def _strongly_typed_flag(trt) -> int:
+    """``create_network`` flags for a strongly typed network: implied in 11.x (0), the creation flag in 10.x."""
     if int(trt.__version__.split(".")[0]) >= 11:
         return 0
-    return None if flag is None else 1 << int(flag)
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def _set_tf32(trt, config, tf32: bool) -> None:
+    """Set or clear ``BuilderFlag.TF32`` (on by default in TensorRT)."""
+    flag = getattr(trt.BuilderFlag, "TF32", None)
+    if flag is None:
+        log.warning("this TensorRT has no BuilderFlag.TF32; fp32 layers use its default math")
+    elif tf32:
+        config.set_flag(flag)
+    else:
+        config.clear_flag(flag)
+
+
+def _user_managed_context(trt, engine, strategy):
+    """A context without its own activation memory, through whichever API this TensorRT has, or None."""
+    try:
+        return engine.create_execution_context(strategy)
+    except TypeError:
+        if not hasattr(engine, "create_runtime_config"):
+            return None
+    config = engine.create_runtime_config()
+    config.set_execution_context_allocation_strategy(strategy)
+    return engine.create_execution_context(config)
+
+
+def create_contexts(trt, engines: list, device: torch.device) -> tuple[list, torch.Tensor | None]:
+    """One execution context per engine, all on one activation buffer of the largest
+    ``device_memory_size_v2`` (uint8, on ``device``); per-context memory (buffer None) where this
+    TensorRT lacks ``USER_MANAGED``, ``device_memory_size_v2`` or ``set_device_memory``.
+
+    Only valid because the contexts never run at the same time: one lock, one stream.
+    """
+    strategy = getattr(getattr(trt, "ExecutionContextAllocationStrategy", None), "USER_MANAGED", None)
+    sizes = [getattr(e, "device_memory_size_v2", None) for e in engines]
+    contexts = []
+    if strategy is not None and None not in sizes:
+        contexts = [_user_managed_context(trt, e, strategy) for e in engines]
+    if not contexts or any(c is None or not hasattr(c, "set_device_memory") for c in contexts):
+        log.info("trt: this TensorRT cannot share activation memory; one buffer per context")
+        return [e.create_execution_context() for e in engines], None
+    buffer = torch.empty(max(max(sizes), 256), dtype=torch.uint8, device=device)   # torch blocks: 512-byte aligned
+    for context in contexts:
+        context.set_device_memory(buffer.data_ptr(), buffer.numel())
+    log.info("trt: one activation buffer of %.1f MiB for %s contexts (separately %.1f MiB)",
+             buffer.numel() / 2 ** 20, len(contexts), sum(sizes) / 2 ** 20)
+    return contexts, buffer
 
 
 def _make_logger(trt, log_file):
@@ -130,9 +201,9 @@ def _make_progress(trt, label: str):
 class _Stage:
     """An engine, its execution context and its I/O tensor names and shapes."""
 
-    def __init__(self, trt, engine):
+    def __init__(self, trt, engine, context):
         self.engine = engine
-        self.context = engine.create_execution_context()
+        self.context = context
         self.inputs, self.outputs, self.shapes = [], [], {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -158,43 +229,51 @@ class TrtBackend(Backend):
 
     def __init__(self, weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp16: bool = False,
                  options: TrtOptions = TrtOptions(), net=None):
+        options.validate()
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise ValueError("backend 'trt' needs CUDA, but torch.cuda.is_available() is False")
         self.trt = trt
         self.device = torch.device("cuda", device_id)
-        self.fp16 = bool(fp16)
+        self.fp16 = bool(fp16)                 # sets self.precision, also the ONNX graphs' (strongly typed)
+        self.tf32 = bool(options.tf32)
         self.padded_hw = validate_padded_hw(padded_hw)
         self.options = options
         self.cache = EngineCache.open(options.engine_dir)
         self._lock = threading.Lock()          # execution contexts are not thread-safe
-        strongly = _strongly_typed_flag(trt)
-        self.network_flags = 0 if strongly is None else strongly
-        # fp16 uses the mixed-precision graph when the network can be strongly typed.
-        self.onnx_precision = "fp16" if (self.fp16 and strongly is not None) else "fp32"
-        precision = "fp16" if self.fp16 else "fp32"
-        paths = export_graphs(weights, self.padded_hw, precisions=(self.onnx_precision,),
+        self.network_flags = _strongly_typed_flag(trt)
+        paths = export_graphs(weights, self.padded_hw, precisions=(self.precision,),
                               cache_dir=options.onnx_dir, net=net)
-        gpu = torch.cuda.get_device_name(self.device)
+        self.gpu_name = torch.cuda.get_device_name(self.device)
         self._logger = _make_logger(trt, None)
         with torch.cuda.device(self.device):
             self._stream = torch.cuda.Stream(self.device)
             self.runtime = trt.Runtime(self._logger)
-            self._stages = {}
+            engines = {}
             for stage in STAGES:
-                onnx_file = paths[(stage, self.onnx_precision)]
-                key = EngineKey(stage=stage, padded_hw=self.padded_hw, precision=precision,
-                                onnx_sha256=file_sha256(onnx_file), trt_version=trt.__version__, gpu_name=gpu)
-                engine, path = self.cache.load_or_build(
+                onnx_file = paths[(stage, self.precision)]
+                key = self.engine_key(stage, onnx_file)
+                engines[stage], _ = self.cache.load_or_build(
                     key, build=lambda log_file, f=onnx_file, k=key: self._build(f, k, log_file),
                     deserialize=self._deserialize)
-                st = _Stage(trt, engine)
+            contexts, self._activation = create_contexts(trt, list(engines.values()), self.device)
+            self._stages = {}
+            for (stage, engine), context in zip(engines.items(), contexts):
+                st = _Stage(trt, engine, context)
                 if set(st.inputs) != set(INPUTS[stage]) or set(st.outputs) != set(OUTPUTS[stage]):
-                    raise RuntimeError(f"engine {path} has I/O {st.inputs} → {st.outputs}, expected "
+                    raise RuntimeError(f"the {stage} engine has I/O {st.inputs} → {st.outputs}, expected "
                                        f"{INPUTS[stage]} → {OUTPUTS[stage]}")
                 st.inputs, st.outputs = list(INPUTS[stage]), list(OUTPUTS[stage])   # the stage method's order
                 self._stages[stage] = st
-        log.info("trt: %s engines ready on %s (%s)", len(self._stages), gpu, precision)
+        log.info("trt: %s engines ready on %s (%s%s)", len(self._stages), self.gpu_name, self.precision,
+                 ", tf32" if options.tf32 else "")
+
+    def engine_key(self, stage: str, onnx_file) -> EngineKey:
+        """The cache key of ``stage``'s engine built from ``onnx_file`` with this backend's settings."""
+        return EngineKey(stage=stage, padded_hw=self.padded_hw, precision=self.precision,
+                         onnx_sha256=file_sha256(onnx_file), trt_version=self.trt.__version__, gpu_name=self.gpu_name,
+                         optimization_level=int(self.options.optimization_level),
+                         workspace_mib=self.options.workspace_mib, tf32=bool(self.options.tf32))
 
     # ---- build and load --------------------------------------------------------------------
     def _deserialize(self, data: bytes):
@@ -216,12 +295,10 @@ class TrtBackend(Backend):
                 errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
                 raise RuntimeError(f"TensorRT could not parse {onnx_file}: {errors}")
             config = builder.create_builder_config()
-            if self.options.workspace_mib:
-                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(self.options.workspace_mib) << 20)
-            if hasattr(config, "builder_optimization_level"):
-                config.builder_optimization_level = int(self.options.optimization_level)
-            if self.fp16 and self.onnx_precision == "fp32":
-                config.set_flag(trt.BuilderFlag.FP16)   # only TensorRT without strong typing gets here
+            if key.workspace_mib:
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(key.workspace_mib) << 20)
+            config.builder_optimization_level = int(key.optimization_level)
+            _set_tf32(trt, config, key.tf32)
             progress = _make_progress(trt, f"{key.stage} {key.padded_hw[1]}x{key.padded_hw[0]} {key.precision}")
             if progress is not None:
                 config.progress_monitor = progress
@@ -274,6 +351,7 @@ class TrtBackend(Backend):
             if self._stages:
                 self._stream.synchronize()
             self._stages = {}
+            self._activation = None       # after the contexts that point into it
             self.runtime = None
         torch.cuda.empty_cache()
 
@@ -282,12 +360,7 @@ def build_engines(weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp
                   options: TrtOptions = TrtOptions()) -> list:
     """Build (or find in the cache) the six engines; returns their paths."""
     backend = TrtBackend(weights, padded_hw, device_id=device_id, fp16=fp16, options=options)
-    gpu = torch.cuda.get_device_name(backend.device)
-    paths = export_graphs(weights, backend.padded_hw, precisions=(backend.onnx_precision,),
-                          cache_dir=options.onnx_dir)
-    out = [backend.cache.path(EngineKey(stage=s, padded_hw=backend.padded_hw,
-                                        precision="fp16" if fp16 else "fp32",
-                                        onnx_sha256=file_sha256(paths[(s, backend.onnx_precision)]),
-                                        trt_version=backend.trt.__version__, gpu_name=gpu)) for s in STAGES]
+    paths = export_graphs(weights, backend.padded_hw, precisions=(backend.precision,), cache_dir=options.onnx_dir)
+    out = [backend.cache.path(backend.engine_key(s, paths[(s, backend.precision)])) for s in STAGES]
     backend.close()
     return out
