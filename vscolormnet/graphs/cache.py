@@ -25,7 +25,7 @@ from .check import ExportCheckError, check_graph, real_inputs
 from .trace import OPSET, export_graph
 
 log = logging.getLogger("vscolormnet")
-EXPORT_VERSION = 1                # bump when the exported graphs change for the same weights
+EXPORT_VERSION = 2                # bump when the exported graphs change for the same weights
 PRECISIONS = ("fp32", "fp16")
 ENV_ONNX_DIR = "VSCOLORMNET_ONNX_DIR"
 

@@ -1,6 +1,10 @@
 """Mixed-precision copies of the checked fp32 graphs (inputs and outputs stay float32).
 
-Converted with ONNX Runtime's float16 converter. These stay **fp32** because fp16 is unsafe there:
+Converted with ONNX Runtime's float16 converter, then cleaned by ``casts.remove_redundant_casts``:
+the converter stores every value between two fp32 nodes in fp16 (a Cast pair around each
+node), the clean-up passes such values on in fp32, so the parts below compute entirely in
+fp32 and Casts remain only where fp16 and fp32 parts meet. These stay **fp32** because fp16
+is unsafe there:
 
 - every normalisation and reduction: LayerNormalization (DINOv2 and the fusion blocks),
   ReduceL2 (``F.normalize``), ReduceMean (CBAM average pools), ReduceSum, and Softmax, Exp,
@@ -8,8 +12,9 @@ Converted with ONNX Runtime's float16 converter. These stay **fp32** because fp1
 - the similarities (``FP16_KEEP_SCOPES``): DINOv2's attention core (q·kᵀ, softmax, ·v), the
   fusion blocks' cross-channel attention (normalised q·kᵀ × temperature, softmax, ·v), and the
   whole short-term attention body (225 windowed q·k dot products, the 1e8 out-of-frame
-  penalty, which is not representable in fp16, the softmax and the 225-term weighted sum);
-  only its depthwise conv and output projection run in fp16;
+  penalty, which is not representable in fp16, the softmax and the 225-term weighted sum),
+  with its relative position logits (``relative_emb_k``, ``FP16_KEEP_SUBTREES``); only its
+  depthwise conv and output projection run in fp16;
 - the key projection (``FP16_KEEP_SUBTREES``: key, shrinkage ``d²+1``, selection), which
   feeds the memory similarity in host code.
 
@@ -21,12 +26,13 @@ from __future__ import annotations
 
 import warnings
 
+from .casts import remove_redundant_casts, shared_fp32_initializers
 from .optimise import infer_value_info, topological_sort
 
 FP16_KEEP_OPS = ("LayerNormalization", "Softmax", "ReduceL2", "ReduceMean", "ReduceSum", "Exp", "Pow", "Sqrt",
                  "Reciprocal")
-FP16_KEEP_SCOPES = ("/attn", "/crossattn", "/short_term_attn")    # nodes directly in these scopes
-FP16_KEEP_SUBTREES = ("/key_proj/",)                              # all nodes below these
+FP16_KEEP_SCOPES = ("/attn", "/crossattn", "/short_term_attn")                   # nodes directly in these scopes
+FP16_KEEP_SUBTREES = ("/key_proj/", "/short_term_attn/relative_emb_k/")         # all nodes below these
 
 
 def fp16_keep_nodes(model) -> list[str]:
@@ -41,12 +47,20 @@ def fp16_keep_nodes(model) -> list[str]:
 
 
 def to_fp16(model):
-    """Mixed-precision copy of a (checked, simplified) fp32 ``ModelProto``; inputs/outputs stay float32."""
+    """The mixed-precision version of a (checked, simplified) fp32 ``ModelProto``, converted in place and
+    returned; inputs/outputs stay float32."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    typed = {vi.name for vi in list(model.graph.value_info) + list(model.graph.output)}
+    if not all(o in typed for n in model.graph.node for o in n.output if o):
+        infer_value_info(model)  # the converter casts only values it has a type for (else: invalid graph)
+    keep = fp16_keep_nodes(model)
+    originals = shared_fp32_initializers(model, set(keep), set(FP16_KEEP_OPS))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP16_KEEP_OPS),
-                                       node_block_list=fp16_keep_nodes(model), disable_shape_infer=True)
-    topological_sort(out)  # the converter appends its input casts at the end; TensorRT parses in order
+                                       node_block_list=keep, disable_shape_infer=True)
+    topological_sort(out)  # the converter appends its casts at the end; TensorRT parses in order
+    remove_redundant_casts(out, originals)
+    topological_sort(out)
     infer_value_info(out)
     return out
