@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,51 @@ def test_random_checkpoint_build_makes_folders_and_writes_atomically(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         random_checkpoint.build(tmp_path / "other" / "ck.pth", seed=1)
     assert list((tmp_path / "other").iterdir()) == []
+
+
+# ---- scripts/gpu_check.sh: its skip without CUDA, and its table code on the CPU (--device cpu) ----
+def _gpu_check(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run gpu_check.sh with this interpreter, CUDA hidden, no wheel folder and a private TMPDIR."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp),
+               GPU_WHEELS=str(tmp_path / "no-wheels"))
+    return subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), *args], check=False, env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+def test_gpu_check_skips_without_cuda(tmp_path):
+    r = _gpu_check(tmp_path, "--json", str(tmp_path / "never.json"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_check: skipped: CUDA is not available ("), r.stdout
+    assert not (tmp_path / "never.json").exists()
+    assert not list((tmp_path / "tmpdir").glob("gpu_check*")), "the temporary wheel target was not removed"
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke_prints_one_table(tmp_path, parity_checkpoint):
+    """The same rows as on a GPU, small and on the CPU: parity, Colorize order, bench, missing runtimes."""
+    report = tmp_path / "gpu_check.json"
+    r = _gpu_check(tmp_path, "--device", "cpu", "--weights", str(parity_checkpoint), "--json", str(report))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("gpu_check: CPU smoke run") and lines[-1].startswith("gpu_check: ok (")
+    assert all(line.startswith("|") for line in lines[1:-1]) and len(lines) >= 4
+    data = json.loads(report.read_text())
+    rows = {row["check"]: row for row in data["rows"]}
+    assert len(lines) - 4 == len(rows) and not data["failed"]
+    assert rows["parity torch-cpu fp32"]["case"] == "odd_size" and rows["parity torch-cpu fp32"]["verdict"] == "PASS"
+    assert rows["parity torch-cpu fp32"]["data"]["max"] <= 1e-3
+    order = rows["order independence cpu fp32"]
+    assert order["verdict"] == "PASS" and order["data"] == {"repeat": 0.0, "shuffled": 0.0, "threads": 0.0}
+    bench = [row for name, row in rows.items() if name.startswith("bench torch-cpu native fp32 key-batch 1")]
+    assert len(bench) == 1 and bench[0]["data"]["fps"] > 0 and bench[0]["data"]["host_syncs_per_frame"] is None
+    assert bench[0]["data"]["key_batch"] == 1 and bench[0]["data"]["timed_frames"] == 1
+    for name in ("ort-cuda", "tensorrt"):
+        if name in rows:
+            assert rows[name]["verdict"] == "n/a" and "not installed" in rows[name]["result"]
+    assert set(rows) & {"ort-cuda", "trt-cuda"} and set(rows) & {"tensorrt", "trt-cuda"}
+    for row in data["rows"]:
+        assert row["check"] in r.stdout and row["verdict"] in r.stdout
+    assert not list((tmp_path / "tmpdir").glob("gpu_check*")), "temporary folders left behind"

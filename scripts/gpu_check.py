@@ -1,0 +1,338 @@
+"""Verify the GPU path in one command and print one table (run through scripts/gpu_check.sh).
+
+Rows: parity of every case in tests/data/parity on PyTorch CUDA fp32 with TF32 off (the bounds
+of tests/test_parity.py); fp16 and bf16 deviation from our CUDA fp32 (fp16 against the bound of
+tests/test_gpu.py); order independence through ``Colorize`` on a 20-frame clip (a fresh node in
+order again, shuffled, and all frames in flight on 8 threads: max |Δ| against the first in-order
+run; the default key batch and the snapshots cut the clip at different frames); bench
+(``vscolormnet.benchmark.run_bench``) at 384/512 × fp32/fp16 × key batch 1/default on a
+1920x1080 source: fps, host syncs per frame, peak VRAM; ONNX Runtime CUDA and TensorRT rows when
+those packages are present. A row that cannot run says why; the exit status is 1 if any row
+FAILs or errors. The seeded checkpoint is rebuilt into a temporary folder (``--weights`` reuses
+one). Without CUDA: one "skipped" line, exit 0.
+
+For tests only: ``--device cpu`` (implies ``--quick``) runs the same code on the CPU with one parity
+case (no reduced precision), a 4-frame Colorize clip and a 2-frame bench at the native size of a
+100x56 source. ``--quick`` on CUDA is the same small set on the GPU (fp16 and bf16 included).
+``--missing-deps`` prints, one per line, the wheels to install for modules this check needs that
+are missing or too old (the shell script installs them from gpu_wheels/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T0 = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+NEEDS = (("timm", "timm", "1.0.20"), ("platformdirs", "platformdirs", "3"), ("vapoursynth", "vapoursynth", "74"),
+         ("skimage", "scikit_image", "0.22"), ("pytest", "pytest", "8"))   # (module, wheel name, minimum)
+log = logging.getLogger("gpu_check")
+
+
+def missing_deps() -> list[str]:
+    """Wheel names of the modules in ``NEEDS`` that are missing or older than the minimum."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+    out = []
+    for module, dist, minimum in NEEDS:
+        if importlib.util.find_spec(module) is None:
+            out.append(dist)
+            continue
+        try:
+            have = version(dist.replace("_", "-"))
+        except PackageNotFoundError:
+            continue
+        if _numbers(have) < _numbers(minimum):
+            out.append(dist)
+    return out
+
+
+def _numbers(v: str) -> tuple[int, ...]:
+    """``'1.0.31rc1'`` → ``(1, 0, 31)``: enough to compare with a minimum."""
+    import re
+    return tuple(int(m.group()) for p in v.split(".")[:3] if (m := re.match(r"\d+", p)))
+
+
+class Table:
+    """The rows of the one table: (check, case, result, verdict) and the data behind each."""
+
+    def __init__(self, budget_s: float):
+        self.rows: list[dict] = []
+        self.t0 = T0                        # the budget counts from the start (imports included)
+        self.budget_s = budget_s
+
+    def left_s(self) -> float:
+        return self.budget_s - (time.perf_counter() - self.t0)
+
+    def add(self, check: str, case: str, result: str, verdict: str, **data) -> None:
+        self.rows.append({"check": check, "case": case, "result": result, "verdict": verdict, "data": data})
+        log.info("[%3.0f s] %s | %s | %s | %s", time.perf_counter() - self.t0, check, case, result, verdict)
+
+    def run(self, check: str, case: str, fn) -> None:
+        """Add the row ``fn()`` returns as ``(result, verdict, data)``; an exception is an ERROR row."""
+        try:
+            result, verdict, data = fn()
+        except Exception as e:  # noqa: BLE001 - one broken row must not hide the others
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            result, verdict, data = f"{type(e).__name__}: {first}", "ERROR", {}
+        self.add(check, case, result, verdict, **data)
+
+    def format(self) -> str:
+        head = ("check", "case", "result", "verdict")
+        cells = [head] + [tuple(r[k] for k in head) for r in self.rows]
+        widths = [max(len(c[i]) for c in cells) for i in range(4)]
+        lines = ["| " + " | ".join(c[i].ljust(widths[i]) for i in range(4)) + " |" for c in cells]
+        lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        return "\n".join(lines)
+
+    def failed(self) -> bool:
+        return any(r["verdict"] in ("FAIL", "ERROR") for r in self.rows)
+
+
+def _deviation(a, b) -> tuple[float, float]:
+    import numpy as np
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf"), float("inf")
+    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return float(d.max()), float(d.mean())
+
+
+def parity_rows(table: Table, spec_of, label: str, weights, cases, reduced: tuple[str, ...]) -> None:
+    """Each case on ``spec_of('fp32')`` against the official outputs, then each reduced precision against it."""
+    import numpy as np
+    from test_gpu import FP16_MAX, FP16_MEAN
+    from test_parity import AB_MAX, AB_MEAN, case_paths, check_against_case
+
+    from vscolormnet.frames import colorize_frames
+
+    def run(case, precision):
+        _, cfg, frames_dir, ref = case_paths(case)
+        return colorize_frames(frames_dir, ref, weights, None, first_frame_is_ref=not cfg["first_frame_not_exemplar"],
+                               backend=spec_of(precision), device=None, device_id=None, fp16=None, progress=False)
+    for case in cases:
+        fp32 = {}
+
+        def exact(case=case):
+            res = fp32[case] = run(case, "fp32")
+            d, _, _, _ = case_paths(case)
+            mx, mean = _deviation(res.ab_pred, np.load(d / "outputs.npz")["ab_pred"])
+            try:
+                check_against_case(case, res.ab_pred, {"work_mem_size": res.work_mem_size,
+                                                       "long_mem_size": res.long_mem_size,
+                                                       "n_consolidations": res.n_consolidations,
+                                                       "n_obsolete_removals": res.n_obsolete_removals})
+                verdict, why = "PASS", ""
+            except AssertionError as e:
+                verdict, why = "FAIL", "; " + str(e).splitlines()[0][:100]
+            return (f"max abs Δab' {mx:.1e}, mean {mean:.1e} vs official (bound {AB_MAX:.0e}/{AB_MEAN:.0e}){why}",
+                    verdict, {"max": mx, "mean": mean})
+        table.run(f"parity {label} fp32", case, exact)
+        for precision in reduced:
+            def deviation(case=case, precision=precision):
+                if case not in fp32:
+                    return "no fp32 result to compare with", "n/a", {}
+                mx, mean = _deviation(run(case, precision).ab_pred, fp32[case].ab_pred)
+                if precision == "fp16":
+                    ok = mx <= FP16_MAX and mean <= FP16_MEAN
+                    return (f"max abs Δab' {mx:.1e}, mean {mean:.1e} vs our fp32 (bound {FP16_MAX}/{FP16_MEAN:.0e})",
+                            "PASS" if ok else "FAIL", {"max": mx, "mean": mean})
+                return (f"max abs Δab' {mx:.1e}, mean {mean:.1e} vs our fp32 (no bound stated)",
+                        "info" if np.isfinite(mx) else "FAIL", {"max": mx, "mean": mean})
+            table.run(f"{precision} vs fp32 {label}", case, deviation)
+
+
+def order_rows(table: Table, device: str, weights, frames: int, precisions: tuple[str, ...]) -> None:
+    """Colorize in order vs again in order, shuffled, and all frames at once on 8 threads."""
+    try:
+        import vapoursynth as vs
+    except ImportError:
+        table.add("order independence (Colorize)", device, "vapoursynth not installed", "n/a")
+        return
+    import numpy as np
+    from vs_helpers import clip_in_format, colour_reference, planes
+
+    import vscolormnet as colormnet
+    core = vs.core
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = colour_reference(Path(tmp) / "ref.png")
+        clip = clip_in_format(vs.YUV444PS, n=frames)
+        for precision in precisions:
+            def node():
+                return colormnet.Colorize(clip, ref, size="native", weights=str(weights), backend="torch",
+                                          device=device, precision=precision, snapshot_interval=3)
+
+            def check():
+                keep = node()                      # holds the shared network: the other nodes reuse it
+                first = [planes(f) for f in keep.frames()]
+                again = [planes(f) for f in node().frames()]
+                order = list(range(frames))
+                random.Random(1).shuffle(order)
+                out = node()
+                shuffled = {n: planes(out.get_frame(n)) for n in order}
+                saved, core.num_threads = core.num_threads, 8
+                try:
+                    out = node()
+                    futures = {n: out.get_frame_async(n) for n in reversed(range(frames))}
+                    threaded = {n: planes(f.result()) for n, f in futures.items()}
+                finally:
+                    core.num_threads = saved
+
+                def worst(other):
+                    return max(float(np.abs(a - b).max()) for n in range(frames) for a, b in zip(first[n], other[n]))
+                rep, shf, thr = worst(again), worst(shuffled), worst(threaded)
+                verdict = "PASS" if shf == thr == rep == 0 else "FAIL"
+                return (f"max abs Δ vs the first in-order run: repeat {rep:.1e}, shuffled {shf:.1e}, 8 threads {thr:.1e}",
+                        verdict, {"repeat": rep, "shuffled": shf, "threads": thr})
+            table.run(f"order independence {device} {precision}", f"Colorize {frames} frames YUV444PS", check)
+
+
+def bench_rows(table: Table, backend: str, device: str, weights, sizes, precisions, frames: int, source: str,
+               key_batches, options=None) -> None:
+    """``run_bench`` per size × precision × key batch (None: the default): ``frames`` timed frames after the
+    first key batch; fps, host syncs per frame, peak VRAM."""
+    import torch
+
+    from vscolormnet.benchmark import run_bench
+    from vscolormnet.geometry import inference_geometry, parse_source_size
+    from vscolormnet.keyahead import default_key_batch
+    default = default_key_batch(torch.device(device))
+    key_batches = list(dict.fromkeys(default if kb is None else kb for kb in key_batches))
+    for size in sizes:
+        g = inference_geometry(*parse_source_size(source), size)
+        for precision in precisions:
+            for kb in key_batches:
+                def bench(precision=precision, kb=kb):
+                    n = kb + frames                # the first key batch is not timed
+                    r = run_bench(backend=backend, size_wh=(g.inf_width, g.inf_height), frames=n, device=device,
+                                  precision=precision, key_batch=kb, weights=weights, options=options)
+                    syncs = "n/a" if r["host_syncs_per_frame"] is None else f"{r['host_syncs_per_frame']:.1f}"
+                    vram = "n/a" if r["peak_vram_mib"] is None else f"{r['peak_vram_mib']:.0f} MiB"
+                    keep = {k: r[k] for k in ("fps", "key_batch", "host_syncs_per_frame", "peak_vram_mib",
+                                              "peak_rss_mib", "ms_per_frame", "padded_wh", "timed_frames",
+                                              "describe")}
+                    return (f"{r['fps']:.2f} fps, {syncs} host syncs/frame, peak VRAM {vram}, "
+                            f"{r['timed_frames']} timed frames", "info", keep)
+                label = f"{kb} (default)" if kb == default else str(kb)
+                table.run(f"bench {backend}-{device} {size} {precision} key-batch {label}",
+                          f"{source} → {g.padded_hw[1]}x{g.padded_hw[0]}", bench)
+
+
+def graph_backend_rows(table: Table, weights, device: str, tmp: Path) -> None:
+    """ONNX Runtime CUDA and TensorRT: parity of the first case (fp32, fp16) and one bench, when present."""
+    import importlib.util
+
+    from vscolormnet.backends import ORT, TRT
+    from vscolormnet.backends.availability import ort_cuda_problem
+    cases = ["blackswan_short"]
+    for name, spec in (("ort", ORT), ("trt", TRT)):
+        if name == "ort" and (why := ort_cuda_problem()):
+            short = ("onnxruntime-gpu not installed" if importlib.util.find_spec("onnxruntime") is None
+                     else "onnxruntime-gpu not installed (onnxruntime has no CUDAExecutionProvider)")
+            table.add("ort-cuda", "-", short, "n/a", why=why)
+            continue
+        if name == "trt" and importlib.util.find_spec("tensorrt") is None:
+            table.add("tensorrt", "-", "tensorrt not installed", "n/a")
+            continue
+        if device != "cuda":
+            table.add(f"{name}-cuda", "-", "installed; not run with --device cpu", "n/a")
+            continue
+        if table.left_s() < 150:
+            table.add(f"{name}-cuda", "-", f"skipped: {table.left_s():.0f} s of the time budget left", "n/a")
+            continue
+        dirs = {"onnx_dir": str(tmp / "onnx")}
+        if name == "trt":
+            dirs["engine_dir"] = str(tmp / "trt")
+        extra = {} if name == "trt" else {"device": "cuda"}
+        parity_rows(table, lambda p, s=spec, d=dirs, e=extra: s(precision=p, tf32=False, **e, **d), f"{name}-cuda",
+                    weights, cases, ("fp16",))
+        bench_rows(table, name, "cuda", weights, ["384"], ["fp16"], 16, "1920x1080", [None], options=dirs)
+
+
+def header(device: str) -> str:
+    import platform
+
+    import torch
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        gpu = f"{props.name} ({props.total_memory / 2 ** 30:.0f} GiB), CUDA {torch.version.cuda}"
+    else:
+        gpu = "CPU smoke run (for tests)"
+    return f"gpu_check: {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="gpu_check", description=__doc__.splitlines()[0])
+    p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    p.add_argument("--weights", metavar="CKPT", help="use this seeded checkpoint instead of rebuilding it")
+    p.add_argument("--budget-s", type=float, default=420, help="skip the ORT/TensorRT rows past this (420)")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--missing-deps", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.missing_deps:
+        print("\n".join(missing_deps()))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    try:
+        import torch
+    except ImportError as e:
+        if Path("/dev/nvidiactl").exists():
+            print(f"gpu_check: error: PyTorch is not importable by {sys.executable} ({e}); set PYTHON")
+            return 1
+        print(f"gpu_check: skipped: CUDA is not available (no NVIDIA device, and no PyTorch in {sys.executable})")
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        why = ("a CPU-only torch build" if torch.version.cuda is None
+               else f"no NVIDIA GPU or driver visible to torch {torch.__version__}")
+        print(f"gpu_check: skipped: CUDA is not available ({why})")
+        return 0
+    absent = set(missing_deps())
+    if (missing := [d for _, d, _ in NEEDS if d in absent and d in ("timm", "scikit_image", "pytest")]):
+        print(f"gpu_check: error: {', '.join(missing)} not installed (see the header of scripts/gpu_check.sh)")
+        return 1
+    for path in (ROOT, ROOT / "tests"):
+        sys.path.insert(0, str(path))
+    from test_parity import CASES
+
+    from vscolormnet.backends import Torch
+    table = Table(args.budget_s)
+    dev = args.device
+    quick = args.quick or dev == "cpu"               # the CPU run is a smoke test only
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
+        tmp = Path(tmp)
+        weights = Path(args.weights) if args.weights else tmp / "colormnet_random_seed0.pth"
+        if not args.weights:
+            from vscolormnet.random_checkpoint import build
+            log.info("rebuilding the seeded checkpoint into %s", weights)
+            build(str(weights), seed=0)
+        # No reduced precision on the CPU: emulated bf16 (no AVX512-BF16) takes minutes per case there.
+        reduced = ("fp16", "bf16") if dev == "cuda" else ()
+        parity_rows(table, lambda precision: Torch(device=dev, precision=precision, tf32=False),
+                    f"torch-{dev}" + (" (TF32 off)" if dev == "cuda" else ""), weights,
+                    ["odd_size"] if quick else CASES, reduced)
+        # 20 frames: blocks of the default key batch (8 on CUDA) and snapshots (every 3) cut across each other.
+        order_rows(table, dev, weights, 4 if quick else 20, ("fp32",) if quick else ("fp32", "fp16"))
+        if quick:
+            bench_rows(table, "torch", dev, weights, ["native"], ["fp32"], 1, "100x56", [1, None])
+        else:
+            bench_rows(table, "torch", dev, weights, ["384", "512"], ["fp32", "fp16"], 16, "1920x1080", [1, None])
+        graph_backend_rows(table, weights, dev, tmp)
+    print(header(dev))
+    print(table.format())
+    elapsed = time.perf_counter() - table.t0
+    verdict = "FAILED" if table.failed() else "ok"
+    print(f"gpu_check: {verdict} ({len(table.rows)} rows, {elapsed:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"header": header(dev), "elapsed_s": round(elapsed, 1),
+                                               "failed": table.failed(), "rows": table.rows}, indent=1))
+    return 1 if table.failed() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
