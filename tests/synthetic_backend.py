@@ -13,17 +13,31 @@ class SyntheticBackend(Backend):
 
     name = "synthetic"
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, device="cpu"):
         g = torch.Generator().manual_seed(seed)
-        self.proj_key = torch.randn(64, 3, generator=g)
-        self.proj_val = torch.randn(512, 4, generator=g)
-        self.calls = {"encode_key": 0}
+        self.device = torch.device(device)
+        self.proj_key = torch.randn(64, 3, generator=g).to(self.device)
+        self.proj_val = torch.randn(512, 4, generator=g).to(self.device)
+        self.calls = {"encode_key": 0, "encode_key_batch": 0}
+        self.batch_sizes: list[int] = []
 
     def encode_key(self, image):  # noqa: D102
         self.calls["encode_key"] += 1
+        return self._key(image)
+
+    def encode_key_batch(self, images):
+        """Like a real batched kernel, a frame's bits depend on its batch: its size and the frame's place
+        in it (a relative 1e-6). Only a fixed batch composition per frame keeps outputs order-independent."""
+        self.calls["encode_key_batch"] += 1
+        self.batch_sizes.append(images.shape[0])
+        outs = [self._key(images[i:i + 1]) for i in range(images.shape[0])]
+        outs = [tuple(o * (1 + 1e-6 * (len(outs) + 0.5 * i)) for o in out) for i, out in enumerate(outs)]
+        return tuple(torch.cat(parts, 0) for parts in zip(*outs))
+
+    def _key(self, image):
         x = F.avg_pool2d(image, 16)                      # 1×3×h×w
         h, w = x.shape[-2:]
-        pos = torch.linspace(-1, 1, h * w).view(1, 1, h, w)
+        pos = torch.linspace(-1, 1, h * w, device=image.device).view(1, 1, h, w)
         key = torch.einsum("kc,bchw->bkhw", self.proj_key, x + pos)
         shrinkage = 1 + key[:, :1] ** 2
         selection = torch.sigmoid(key)

@@ -153,6 +153,15 @@ def test_parameter_errors(tmp_path, ref_png, parity_checkpoint):
         colormnet.Colorize(clip, ref_png, None, "native")       # everything after ref is keyword-only
 
 
+def test_key_batch_errors(ref_png, parity_checkpoint):
+    ck = str(parity_checkpoint)
+    clip = clip_in_format(vs.YUV420P8)
+    for bad in (0, -4, 2.5, True, "8"):
+        _expect(rf"key_batch must be a positive integer, got {bad!r}$", clip, ref_png, key_batch=bad, weights=ck)
+    out = colormnet.Colorize(clip, ref_png, key_batch=np.int64(2), weights=ck, size="native")
+    assert out.num_frames == clip.num_frames, "numpy integers are integers"
+
+
 def test_missing_backends_fail_at_call_time(ref_png, parity_checkpoint):
     """Without TensorRT / CUDA the error comes from Colorize itself, not from the first frame."""
     import importlib.util

@@ -108,6 +108,26 @@ def test_order_independence_seeks_and_threads(ref_png, parity_checkpoint):
         core.num_threads = 2
 
 
+def test_key_batch_order_independence_and_threads(ref_png, parity_checkpoint):
+    """key_batch=3 (fixed blocks 0-2, 3-5, 6-7; a block's input frames asked of VapourSynth together and the
+    next block's ahead): shuffled requests and eight threads give the in-order output, bit for bit."""
+    clip = clip_in_format(vs.YUV420P8, n=8)
+    ordered = [planes(f) for f in _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3,
+                                            key_batch=3).frames()]
+    out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3, key_batch=3)
+    for n in (5, 1, 7, 0, 4):
+        got = planes(out.get_frame(n))
+        assert all(np.array_equal(a, b) for a, b in zip(got, ordered[n])), f"frame {n} differs (random order)"
+    core.num_threads = 8
+    try:
+        out = _colorize(clip, ref_png, parity_checkpoint, snapshot_interval=3, key_batch=3)
+        futures = [out.get_frame_async(n) for n in reversed(range(8))]
+        for n, fut in zip(reversed(range(8)), futures):
+            assert all(np.array_equal(a, b) for a, b in zip(planes(fut.result()), ordered[n])), f"frame {n} (threads)"
+    finally:
+        core.num_threads = 2
+
+
 def test_scene_reset_clears_memory(ref_png, parity_checkpoint):
     clip = clip_in_format(vs.YUV420P8, n=9)
     clip = core.std.SetFrameProps(clip[:5], _SceneChangePrev=0) + core.std.SetFrameProps(clip[5:], _SceneChangePrev=1)

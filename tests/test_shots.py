@@ -153,3 +153,48 @@ def test_reference_frame_inside_its_shot_outputs_its_chroma():
     res = sessions[3].result(65)
     assert res.is_reference_frame and torch.equal(res.ab, prop.references[2].ab)
     assert sessions[3].result(60).memory_reset
+
+
+def test_key_blocks_never_cross_a_shot_and_shots_equal_one_session():
+    """key_batch=6 in per-shot sessions: every block (one ``get_images`` request) lies inside one shot,
+    aligned to multiples of 6, and every frame equals a whole-clip session with the cuts as anchors and
+    the same key_batch, with shots served in parallel and each in reverse order."""
+    requested = []
+
+    def get_images(ns):
+        requested.append(tuple(ns))
+        return [get_image(n) for n in ns]
+    whole = ClipSession(propagator(), N, get_image, 4, 4, anchors=CUTS, key_batch=6, get_images=get_images)
+    expected = [whole.result(n) for n in range(N)]
+    assert requested and all(len(ns) > 1 for ns in requested)
+    prop = propagator()
+    plan = prop.plan
+    sessions = [ClipSession(prop, N, get_image, 4, 4, start=s, stop=e, key_batch=6, get_images=get_images)
+                for s, e in map(plan.bounds, range(len(plan)))]
+    for s in sessions:
+        s.key_ahead.run_ahead = True                 # as on CUDA: the next block after each step
+    requested.clear()
+    results, errors = [None] * N, []
+
+    def work(shot_ids):
+        try:
+            for s in shot_ids:
+                start, stop = plan.bounds(s)
+                for n in reversed(range(start, stop)):
+                    results[n] = sessions[s].result(n)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(range(i, SHOTS, 3),)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for ns in requested:
+        assert plan.shot_of(ns[0]) == plan.shot_of(ns[-1]), f"block {ns} crosses a cut"
+        assert ns[0] // 6 == ns[-1] // 6, f"block {ns} is not inside one aligned group of 6"
+    for n in range(N):
+        assert torch.equal(results[n].ab, expected[n].ab), f"frame {n}"
+        assert torch.equal(torch.as_tensor(results[n].confidence), torch.as_tensor(expected[n].confidence)), n
+    assert not torch.equal(expected[3].ab, ClipSession(propagator(), N, get_image, 4, 4).result(3).ab), \
+        "batched keys change bits on the synthetic backend, so a block change would show"

@@ -24,8 +24,11 @@ SCRIPT = """
 import vapoursynth as vs
 import vscolormnet as colormnet
 core = vs.core
+if "threads" in globals():
+    core.num_threads = int(threads)
 clip = core.bs.VideoSource(src, cachemode=0)
-out = colormnet.Colorize(clip, ref, size="native", weights=weights)
+out = colormnet.Colorize(clip, ref, size="native", weights=weights,
+                         key_batch=int(key_batch) if "key_batch" in globals() else None)
 if out.format.color_family == vs.RGB:
     out = core.resize.Point(out, format=vs.YUV444P8, matrix_s="709")
 out.set_output()
@@ -91,6 +94,25 @@ def test_request_count_does_not_change_output(tmp_path, parity_checkpoint):
     for r in (1, 8):
         cmd = [VSPIPE, "-c", "y4m", "-r", str(r)] + sum((["-a", f"{k}={v}"] for k, v in args.items()), [])
         proc = subprocess.run(cmd + [str(script), "-"], capture_output=True, env=env())
+        assert proc.returncode == 0, proc.stderr.decode()
+        outs.append(proc.stdout)
+    assert outs[0].startswith(b"YUV4MPEG2 ") and outs[0] == outs[1]
+
+
+def test_key_batch_with_one_thread_and_many_requests(tmp_path, parity_checkpoint):
+    """key_batch=4: the block's input frames are asked of VapourSynth together, the next block's ahead.
+    With one VapourSynth thread and ``-r 1`` this must not deadlock (a frame is never waited for on a
+    future from inside the filter), and ``-r 8`` on 4 threads gives the same bytes."""
+    src = make_source(tmp_path / "src.mkv", "yuv420p", "ffv1")
+    script = tmp_path / "s.vpy"
+    script.write_text(SCRIPT)
+    args = {"src": src, "ref": colour_reference(tmp_path / "r.png", W, H), "weights": parity_checkpoint,
+            "key_batch": 4}
+    outs = []
+    for r, threads in ((1, 1), (8, 4)):
+        cmd = [VSPIPE, "-c", "y4m", "-r", str(r)] + sum((["-a", f"{k}={v}"] for k, v in
+                                                          {**args, "threads": threads}.items()), [])
+        proc = subprocess.run(cmd + [str(script), "-"], capture_output=True, env=env(), timeout=600)
         assert proc.returncode == 0, proc.stderr.decode()
         outs.append(proc.stdout)
     assert outs[0].startswith(b"YUV4MPEG2 ") and outs[0] == outs[1]

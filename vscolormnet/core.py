@@ -14,7 +14,8 @@ to several references and to scene resets:
 - the first frame of a segment (clip start or scene reset) without a reference is read from
   memory only (no short-term attention, no hidden update) and stored without deep update.
 
-Tensors are on the backend's device; nothing here copies to the host.
+Tensors are on the backend's device. The only host read is the per-step finite check, which
+``step(defer_check=True)`` leaves to the caller, so a CUDA step never waits for the GPU.
 """
 from __future__ import annotations
 
@@ -40,20 +41,52 @@ class _FiniteCheck:
     """Collects one "all finite" flag per stage output on the device, read back once per frame."""
 
     def __init__(self):
-        self.flags: list[tuple[str, torch.Tensor]] = []
+        self.names: list[str] = []
+        self.flags: list[torch.Tensor] = []
 
     def add(self, stage: str, *tensors: torch.Tensor) -> None:
-        self.flags.append((stage, torch.stack([torch.isfinite(t).all() for t in tensors]).all()))
+        self.names.append(stage)
+        self.flags.append(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+    def pending(self, where: str) -> "PendingCheck":
+        """The flags on their way to the host (no wait on CUDA); ``raise_if_bad`` reads them."""
+        return PendingCheck(self.names, torch.stack(self.flags) if self.flags else None, where)
 
     def raise_if_bad(self, where: str) -> None:
-        if not self.flags:
-            return
-        ok = torch.stack([flag for _, flag in self.flags])
-        if bool(ok.all()):
-            return
-        stage = next(name for (name, _), good in zip(self.flags, ok.tolist()) if not good)
-        raise NonFiniteError(f"stage {stage} produced NaN or inf values at {where} (broken weights, "
-                             "a non-finite input, or an overflow in reduced precision)")
+        self.pending(where).raise_if_bad()
+
+
+class PendingCheck:
+    """One step's finite flags. On CUDA they are copied without blocking into pinned memory with an
+    event, so the host waits for them only when they are read: with the frame's copy-out, which
+    waits for the GPU anyway, or one step later (``ClipSession``). Reading is idempotent."""
+
+    def __init__(self, names: list[str], flags: torch.Tensor | None, where: str):
+        self.names, self.where = names, where
+        self._event = None
+        if flags is not None and flags.is_cuda:
+            host = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+            host.copy_(flags, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record(torch.cuda.current_stream(flags.device))
+            flags = host
+        self._flags = flags
+        self._bad: str | None = None       # None: not read yet; "": all finite; else the first bad stage
+
+    def ready(self) -> bool:
+        """True when reading the flags will not wait."""
+        return self._bad is not None or self._event is None or self._event.query()
+
+    def raise_if_bad(self) -> None:
+        """Raise ``NonFiniteError`` naming the first stage with NaN/inf (waits for the flags on CUDA)."""
+        if self._bad is None:
+            if self._event is not None:
+                self._event.synchronize()
+            ok = [] if self._flags is None else self._flags.tolist()
+            self._bad = next((name for name, good in zip(self.names, ok) if not good), "")
+        if self._bad:
+            raise NonFiniteError(f"stage {self._bad} produced NaN or inf values at {self.where} (broken weights, "
+                                 "a non-finite input, or an overflow in reduced precision)")
 
 
 @dataclass
@@ -106,6 +139,7 @@ class StepResult:
     work_frames: int
     long_elements: int
     confidence: torch.Tensor | float = 1.0     # memory-match confidence (0-d tensor); 1.0 on reference frames
+    check: PendingCheck | None = None          # finite flags not read yet (``step(defer_check=True)``)
 
 
 class Propagator:
@@ -180,9 +214,14 @@ class Propagator:
                            dtype=torch.float32)
 
     # ---- the step ------------------------------------------------------------------------
-    def step(self, state: PropagationState, image: torch.Tensor, end: bool,
-             scene_reset: bool = False) -> StepResult:
-        """Process frame ``state.next_frame`` (``image 1×3×Hp×Wp``); ``end`` marks the clip's last frame."""
+    def step(self, state: PropagationState, image: torch.Tensor, end: bool, scene_reset: bool = False,
+             keys: tuple | None = None, defer_check: bool = False) -> StepResult:
+        """Process frame ``state.next_frame`` (``image 1×3×Hp×Wp``); ``end`` marks the clip's last frame.
+
+        keys: the frame's six ``encode_key`` outputs when computed ahead (``keyahead``); None: computed here.
+        defer_check: return the finite flags unread in ``StepResult.check`` instead of checking them
+        now (a host sync on CUDA); the caller must read them before using the result or the state.
+        """
         t = state.next_frame
         cfg, be, tm = self.config, self.backend, self.times
         if scene_reset and t > 0:
@@ -205,8 +244,10 @@ class Propagator:
         use_short_term = not is_reference_frame and not is_segment_start
 
         check = _FiniteCheck()
-        with tm.measure("encode_key"):
-            key, shrinkage, selection, f16, f8, f4 = be.encode_key(image)
+        if keys is None:
+            with tm.measure("encode_key"):
+                keys = be.encode_key(image)
+        key, shrinkage, selection, f16, f8, f4 = keys
         check.add("encode_key", key, shrinkage, selection, f16, f8, f4)
         if state.hidden is None or is_reference_frame or is_segment_start:
             state.hidden = self._zero_hidden(key)
@@ -249,11 +290,14 @@ class Propagator:
             state.last_mem_frame = t
             state.last_key, state.last_value = key, value
 
-        check.raise_if_bad(f"frame {t}")
+        pending = check.pending(f"frame {t}")
+        if not defer_check:
+            pending.raise_if_bad()
+            pending = None
         memory_reset = scene_reset and t > 0
         state.segment_start = False
         state.next_frame = t + 1
         mem = state.memory
         return StepResult(ab=ab, is_memory_frame=is_mem_frame, is_reference_frame=is_reference_frame,
                           memory_reset=memory_reset, work_frames=mem.work.size // (mem.hw or 1),
-                          long_elements=mem.long.size, confidence=confidence)
+                          long_elements=mem.long.size, confidence=confidence, check=pending)

@@ -14,6 +14,12 @@ Every shot of the shot plan has its own session (its own lock, state and snapsho
 VapourSynth threads asking for frames of different shots compute concurrently on the one
 shared network. At most ``live_shots`` sessions are kept (least recently used dropped): the
 memory of a film-length clip stays bounded by that, times ``max_snapshots`` states each.
+
+Nothing waits that need not: the sessions compute ``encode_key`` ahead in blocks of
+``key_batch`` frames (``keyahead``); the network's input frames are asked of VapourSynth a block
+ahead (``get_frame_async``) and converted on the backend's device; on CUDA a frame's only host
+wait is its copy-out (composed on the device, one non-blocking copy into this thread's pinned
+buffer), which also reads the step's finite flags and the confidence.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from .backends.spec import BackendSpec
 from .config import MemoryConfig
 from .core import NonFiniteError, Propagator, Reference
 from .geometry import Geometry
+from .keyahead import default_key_batch
 from .references import ReferenceSet
 from .session import ClipSession
 from .shots import ShotPlan
@@ -58,7 +65,7 @@ class ClipRenderer:
     def __init__(self, *, rgb_small: vs.VideoNode, geometry: Geometry, refs: ReferenceSet, memory: MemoryConfig,
                  spec: BackendSpec, weights, network: shared.Lease, scene_reset: bool,
                  snapshot_interval: int, max_snapshots: int, plan: ShotPlan, ref_scope: str,
-                 live_shots: int = 8):
+                 key_batch: int | None = None, live_shots: int = 8):
         self.rgb_small = rgb_small
         self.geometry = geometry
         self.refs = refs
@@ -71,20 +78,57 @@ class ClipRenderer:
         self.plan = plan
         self.ref_scope = ref_scope
         self.live_shots = live_shots
+        self.key_batch = key_batch          # None: the backend device's default (keyahead.default_key_batch)
         self.propagator: Propagator | None = None
         self.sessions: OrderedDict[int, ClipSession] = OrderedDict()    # shot index → session (LRU)
         self.device = torch.device("cpu")
         self._lock = threading.Lock()
+        self._requested: OrderedDict[int, object] = OrderedDict()       # frame → get_frame_async future
+        self._requested_lock = threading.Lock()
+        self._local = threading.local()     # per VapourSynth thread: the pinned copy-out buffer
         self._leases = [network]
         self._finalizer = weakref.finalize(self, _release_all, self._leases)
 
     # ---- inputs ----------------------------------------------------------------------------
     def network_input(self, n: int) -> tuple[torch.Tensor, bool]:
         """Frame n as the network's ``1×3×Hp×Wp`` input, and whether a scene cut starts there."""
-        frame = self.rgb_small.get_frame(n)
-        cut = n in self.plan.cuts or (self.scene_reset and bool(frame.props.get("_SceneChangePrev", 0)))
-        L = color.lab_from_unit_rgb(vsformat.frame_to_tensor(frame).to(self.device))[0]
-        return color.network_image(L), cut
+        return self._inputs([n])[0]
+
+    def network_inputs(self, ns: list[int]) -> list[tuple[torch.Tensor, bool]]:
+        """``network_input`` of a block of frames, asked of VapourSynth together."""
+        return self._inputs(list(ns))
+
+    def _inputs(self, ns: list[int]) -> list[tuple[torch.Tensor, bool]]:
+        # The block's other frames and the next block (inside the shot) are computed by VapourSynth
+        # while this thread waits for the first one.
+        stop = self.plan.bounds(self.plan.shot_of(ns[-1]))[1]
+        self._request(ns[1:] + list(range(ns[-1] + 1, min(stop, ns[-1] + 1 + len(ns)))))
+        out = []
+        for n in ns:
+            frame = self._input_frame(n)
+            cut = n in self.plan.cuts or (self.scene_reset and bool(frame.props.get("_SceneChangePrev", 0)))
+            L = color.lab_from_unit_rgb(vsformat.frame_to_tensor(frame, self.device))[0]
+            out.append((color.network_image(L), cut))
+        return out
+
+    def _request(self, ns: list[int]) -> None:
+        """Ask VapourSynth for frames now; ``_input_frame`` picks them up (bounded: oldest dropped)."""
+        with self._requested_lock:
+            for n in ns:
+                if n not in self._requested:
+                    self._requested[n] = self.rgb_small.get_frame_async(n)
+            while len(self._requested) > 4 * (self.key_batch or 1) + 8:
+                self._requested.popitem(last=False)
+
+    def _input_frame(self, n: int) -> vs.VideoFrame:
+        """Frame n of the inference-size clip: a finished request, else a synchronous one. Never a wait on
+        a future: a synchronous ``get_frame`` frees this VapourSynth thread while it waits, so it cannot
+        deadlock, even with ``core.num_threads = 1`` or ``vspipe -r 1``."""
+        with self._requested_lock:
+            future = self._requested.pop(n, None)
+        if future is not None and future.done() and future.exception() is None:
+            return future.result()
+        return self.rgb_small.get_frame(n)
 
     def _references(self) -> list[Reference]:
         out = []
@@ -106,14 +150,16 @@ class ClipRenderer:
         self._leases.append(lease)
         backend = lease.value
         self.device = backend.device
+        if self.key_batch is None:
+            self.key_batch = default_key_batch(self.device)
         refs = self._references()
         num_frames = self.rgb_small.num_frames
         prop = Propagator(backend, self.memory, refs, self.memory.long_term_usage_for(num_frames),
                           plan=self.plan, ref_scope=self.ref_scope)
         g = self.geometry
-        log.info("Colorize: %s, inference %dx%d (padded %dx%d), %d reference(s), %d shot(s), ref_scope=%s",
-                 backend.describe(), g.inf_width, g.inf_height, g.padded_hw[1], g.padded_hw[0], len(refs),
-                 len(self.plan), self.ref_scope)
+        log.info("Colorize: %s, inference %dx%d (padded %dx%d), %d reference(s), %d shot(s), ref_scope=%s, "
+                 "key_batch=%d", backend.describe(), g.inf_width, g.inf_height, g.padded_hw[1], g.padded_hw[0],
+                 len(refs), len(self.plan), self.ref_scope, self.key_batch)
         return prop
 
     def session_for(self, n: int) -> ClipSession:
@@ -127,7 +173,8 @@ class ClipRenderer:
                 start, stop = self.plan.bounds(shot)
                 session = self.sessions[shot] = ClipSession(
                     self.propagator, self.rgb_small.num_frames, self.network_input, self.snapshot_interval,
-                    self.max_snapshots, start=start, stop=stop)
+                    self.max_snapshots, start=start, stop=stop, key_batch=self.key_batch,
+                    get_images=self.network_inputs)
                 while len(self.sessions) > self.live_shots:
                     self.sessions.popitem(last=False)
             self.sessions.move_to_end(shot)
@@ -138,16 +185,21 @@ class ClipRenderer:
         with self._lock:
             self.sessions.clear()
             self.propagator = None
+        with self._requested_lock:
+            self._requested.clear()
         self._finalizer()
 
     # ---- rendering -------------------------------------------------------------------------
     def render(self, n: int, full: vs.VideoFrame) -> vs.VideoFrame:
         """Output frame n: ``full`` is the clip's frame n as RGBS at the clip size."""
         try:
-            res = self.session_for(n).result(n)
+            res = self.session_for(n).result(n, defer_check=True)
             ab = self._ab_at_clip_size(res.ab)
-            L = color.lab_from_unit_rgb(vsformat.frame_to_tensor(full).to(self.device))[0]
-            out = vsformat.tensor_to_frame(color.compose_keep_lightness(L, ab), full)
+            L = color.lab_from_unit_rgb(vsformat.frame_to_tensor(full, self.device))[0]
+            rgb, confidence = self._copy_out(color.compose_keep_lightness(L, ab), res.confidence)
+            if res.check is not None:
+                res.check.raise_if_bad()            # its flags are on the host since the copy-out
+            out = vsformat.tensor_to_frame(rgb, full)
         except vs.Error:
             raise
         except (NonFiniteError, ValueError, RuntimeError, OSError, MemoryError) as e:
@@ -161,8 +213,30 @@ class ClipRenderer:
         props[PROP + "LongTermElements"] = res.long_elements
         props[PROP + "InferenceWidth"] = g.inf_width
         props[PROP + "InferenceHeight"] = g.inf_height
-        props[PROP + "Confidence"] = float(res.confidence)
+        props[PROP + "Confidence"] = confidence
         return out
+
+    def _copy_out(self, rgb: torch.Tensor, confidence) -> tuple[np.ndarray, float]:
+        """``3×H×W`` RGB and the confidence on the host. CUDA: packed on the device, one non-blocking
+        copy into this thread's pinned buffer, one wait (the frame's only one); the array is that
+        buffer, valid until this thread's next frame."""
+        if rgb.device.type != "cuda":
+            return rgb.numpy(), float(confidence)
+        size = rgb.numel()
+        packed = torch.empty(size + 1, device=rgb.device, dtype=torch.float32)
+        packed[:size].view_as(rgb).copy_(rgb)
+        if isinstance(confidence, torch.Tensor):
+            packed[size:].copy_(confidence.reshape(1))
+        else:
+            packed[size:].fill_(float(confidence))
+        host = getattr(self._local, "staging", None)
+        if host is None or host.numel() < size + 1:
+            host = self._local.staging = torch.empty(size + 1, dtype=torch.float32, pin_memory=True)
+            self._local.done = torch.cuda.Event()
+        host[:size + 1].copy_(packed, non_blocking=True)
+        self._local.done.record(torch.cuda.current_stream(rgb.device))
+        self._local.done.synchronize()
+        return host[:size].view(rgb.shape).numpy(), float(host[size])
 
     def _ab_at_clip_size(self, ab_padded: torch.Tensor) -> torch.Tensor:
         """``1×2×Hp×Wp`` ab' → ``2×H×W`` at the clip size (cropped, then bilinear)."""

@@ -86,13 +86,26 @@ def clip_to_rgbs(clip: vs.VideoNode) -> vs.VideoNode:
     return to_rgbs(clip, matrix_for(clip, props), range_for(clip, props))
 
 
-def frame_to_tensor(frame: vs.VideoFrame) -> torch.Tensor:
-    """RGBS frame → ``3×H×W`` float32 tensor (a copy)."""
-    return torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(3)]).astype(np.float32))
+def frame_to_tensor(frame: vs.VideoFrame, device=None) -> torch.Tensor:
+    """RGBS frame → ``3×H×W`` float32 tensor on ``device`` (default CPU; a copy).
+
+    CUDA: the planes go into pinned memory and up without blocking the host (the caching host
+    allocator keeps the buffer until the copy is done).
+    """
+    device = torch.device(device if device is not None else "cpu")
+    if device.type != "cuda":
+        rgb = torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(3)]).astype(np.float32))
+        return rgb if device.type == "cpu" else rgb.to(device)
+    host = torch.empty((3, frame.height, frame.width), dtype=torch.float32, pin_memory=True)
+    planes = host.numpy()
+    for p in range(3):
+        np.copyto(planes[p], np.asarray(frame[p]), casting="same_kind")
+    return host.to(device, non_blocking=True)
 
 
 def tensor_to_frame(rgb: torch.Tensor | np.ndarray, template: vs.VideoFrame) -> vs.VideoFrame:
-    """``3×H×W`` float32 RGB → a copy of the RGBS ``template`` frame holding it."""
+    """``3×H×W`` float32 RGB → a copy of the RGBS ``template`` frame holding it (pass host data: a
+    device tensor is copied with a wait)."""
     out = template.copy()
     data = rgb.detach().cpu().numpy() if isinstance(rgb, torch.Tensor) else rgb
     for p in range(3):
