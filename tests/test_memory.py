@@ -489,3 +489,65 @@ def test_clone_is_independent_of_later_changes():
     a.add(*frame)
     b.add(*frame)
     _same(_state(a), _state(b))
+
+
+# ---- the joined long-term + working memory of reads ---------------------------------------
+def _joined_now(mm):
+    return tuple(torch.cat([getattr(mm.long, n), getattr(mm.work, n)], -1) for n in ("key", "shrinkage", "value"))
+
+
+def test_reads_reuse_the_joined_memory_until_a_store_changes():
+    g = torch.Generator().manual_seed(60)
+    mm = MemoryManager(small_config(), count_long_term_usage=True)
+    mm.add_permanent(*rand_frame(g))
+    for _ in range(3):
+        mm.add(*rand_frame(g))
+    assert mm.long.size > 0
+    qk, _, _, qe = rand_frame(g)
+    fresh = mm.clone()                                   # no cache: joins anew
+    out = mm.read(qk, qe)
+    first = mm._readable()
+    assert all(torch.equal(a, b) for a, b in zip(first, _joined_now(mm)))
+    mm.read(qk, qe)
+    assert all(a is b for a, b in zip(mm._readable(), first)), "unchanged stores: no new concatenation"
+    assert torch.equal(out, fresh.read(qk, qe))
+    mm.add(*rand_frame(g))
+    second = mm._readable()
+    assert second[0] is not first[0]
+    assert all(torch.equal(a, b) for a, b in zip(second, _joined_now(mm)))
+    mm.long.remove_range(0, 1)                           # a store changed behind the manager's back
+    assert all(torch.equal(a, b) for a, b in zip(mm._readable(), _joined_now(mm)))
+
+
+def test_cached_reads_are_bit_identical_to_joining_on_every_read():
+    """A long run (consolidations, removals, a reset) with the cache and one that drops it before
+    every read: every readout and all state agree bit for bit; snapshots taken along the way
+    continue exactly like the original."""
+    g = torch.Generator().manual_seed(61)
+    cached = MemoryManager(small_config(), count_long_term_usage=True)
+    plain = MemoryManager(small_config(), count_long_term_usage=True)
+    ref = rand_frame(g)
+    cached.add_permanent(*ref)
+    plain.add_permanent(*ref)
+    snaps = []
+    for i in range(30):
+        frame = rand_frame(g)
+        plain._joined = None
+        a, b = cached.read(frame[0], frame[3]), plain.read(frame[0], frame[3])
+        assert torch.equal(a, b), f"read {i}"
+        assert torch.equal(cached.last_confidence, plain.last_confidence)
+        if i % 2 == 0:
+            cached.add(*frame)
+            plain.add(*frame)
+        if i % 7 == 3:
+            snaps.append((cached.clone(), _state(plain), frame))
+        if i == 20:
+            cached.clear_non_permanent()
+            plain.clear_non_permanent()
+        _same(_state(cached), _state(plain))
+    assert cached.consolidations > 2 and cached.obsolete_removals > 0
+    for snap, saved, frame in snaps:
+        _same(_state(snap), saved)                       # later changes did not reach the snapshot
+        fresh = snap.clone()
+        snap.read(frame[0], frame[3])                    # builds the snapshot's own cache
+        assert torch.equal(snap.read(frame[0], frame[3]), fresh.read(frame[0], frame[3]))

@@ -2,9 +2,17 @@
 normalisation, padding to multiples of 112, and every conversion between images and the
 network's inputs/outputs (``network_image``, ``network_ab``, ``compose_rgb``).
 
-Everything works on torch tensors of any device so the GPU path never round-trips
-through host memory. float64 is used for the conversions on CPU by default, as skimage
-does, because the official pipeline converts uint8 frames with skimage.
+Everything works on torch tensors of any device so the GPU path never round-trips through
+host memory, and the colour maths neither synchronises with the host nor copies to the
+device: the constants are cached per (device, dtype), and on GPUs the keep-lightness gamut
+mapping is branch-free.
+
+The working dtype comes from ``work_dtype``: float64 on CPU, as skimage computes (the official
+pipeline converts uint8 frames with skimage: parity), float32 elsewhere (float64 runs at 1/64
+rate on GeForce GPUs; MPS has none). In gamut, float32 moves output RGB by < 0.01 of an 8-bit
+code (``tests/test_color.py``); where the gamut mapping reduces chroma, a bisection step can
+fall the other way for a rare pixel, which moves it by up to the bisection's resolution (a few
+codes next to black, where the sRGB toe is steep).
 """
 from __future__ import annotations
 
@@ -23,30 +31,71 @@ RGB_FROM_XYZ = torch.linalg.inv(XYZ_FROM_RGB)
 WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 
 L_MEAN, L_STD, AB_STD = 50.0, 50.0, 110.0
+GAMUT_EPS = 1e-6
+
+_CONSTANTS: dict[tuple[torch.device, torch.dtype], dict] = {}
+
+
+def work_dtype(device) -> torch.dtype:
+    """The dtype of colour maths on ``device``: float64 on CPU (skimage parity), else float32."""
+    return torch.float64 if torch.device(device).type == "cpu" else torch.float32
+
+
+def _constants(device: torch.device, dtype: torch.dtype) -> dict:
+    """The colour constants on ``device`` in ``dtype``, copied there once (not on every call).
+
+    ``xyz_from_rgb 3×3``, ``white 3×1×1``, and ``rgb_from_xyz`` / ``white`` as 0-d elements
+    (``m[i][j]``, ``w[j]``) for the per-channel linear maps.
+    """
+    key = (device, dtype)
+    c = _CONSTANTS.get(key)
+    if c is None:
+        inv = RGB_FROM_XYZ.to(device, dtype)
+        white = WHITE_D65.to(device, dtype)
+        c = _CONSTANTS[key] = {"xyz_from_rgb": XYZ_FROM_RGB.to(device, dtype), "white": white.view(3, 1, 1),
+                               "m": [[inv[i, j] for j in range(3)] for i in range(3)],
+                               "w": [white[j] for j in range(3)]}
+    return c
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """``…×3×H×W`` sRGB in [0, 1] → Lab (L in [0, 100]), same dtype as the input."""
-    m = XYZ_FROM_RGB.to(rgb.device, rgb.dtype)
+    c = _constants(rgb.device, rgb.dtype)
     lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = torch.einsum("ij,...jhw->...ihw", m, lin)
-    xyz = xyz / WHITE_D65.to(rgb.device, rgb.dtype).view(3, 1, 1)
+    xyz = torch.einsum("ij,...jhw->...ihw", c["xyz_from_rgb"], lin)
+    xyz = xyz / c["white"]
     f = torch.where(xyz > 0.008856, torch.pow(xyz.clamp_min(0), 1 / 3), 7.787 * xyz + 16.0 / 116.0)
     fx, fy, fz = f.unbind(-3)
     lab = torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], -3)
     return lab
 
 
+def _f_inverse(f: torch.Tensor) -> torch.Tensor:
+    return torch.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787)
+
+
+def _linear_from_parts(fy: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: dict):
+    """Linear sRGB ``(r, g, b)`` from ``fy = (L+16)/116``, ``y = f⁻¹(fy)·Y_white`` and a, b (same shapes).
+
+    Elementwise only (no matmul), so every pixel's result is the same whatever the tensor's
+    shape: the masked and branch-free gamut mappings agree bit for bit.
+    """
+    x = _f_inverse(a / 500.0 + fy) * c["w"][0]
+    z = _f_inverse((fy - b / 200.0).clamp_min(0)) * c["w"][2]   # skimage clips negative z
+    m = c["m"]
+    return tuple(m[i][0] * x + m[i][1] * y + m[i][2] * z for i in range(3))
+
+
+def _fy_y(L: torch.Tensor, c: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    fy = (L + 16.0) / 116.0
+    return fy, _f_inverse(fy) * c["w"][1]
+
+
 def _lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
     """``…×3×H×W`` Lab → linear sRGB (not clipped), skimage's formulas."""
+    c = _constants(lab.device, lab.dtype)
     L, a, b = lab.unbind(-3)
-    fy = (L + 16.0) / 116.0
-    fx = a / 500.0 + fy
-    fz = (fy - b / 200.0).clamp_min(0)  # skimage clips negative z
-    f = torch.stack([fx, fy, fz], -3)
-    xyz = torch.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787)
-    xyz = xyz * WHITE_D65.to(lab.device, lab.dtype).view(3, 1, 1)
-    return torch.einsum("ij,...jhw->...ihw", RGB_FROM_XYZ.to(lab.device, lab.dtype), xyz)
+    return torch.stack(_linear_from_parts(*_fy_y(L, c), a, b, c), -3)
 
 
 def _gamma(lin: torch.Tensor) -> torch.Tensor:
@@ -59,27 +108,59 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
     return rgb.clamp(0, 1) if clip else rgb
 
 
+def _in_gamut(rgb) -> torch.Tensor:
+    r, g, b = rgb
+    return ((r >= -GAMUT_EPS) & (r <= 1 + GAMUT_EPS) & (g >= -GAMUT_EPS) & (g <= 1 + GAMUT_EPS)
+            & (b >= -GAMUT_EPS) & (b <= 1 + GAMUT_EPS))
+
+
+def _reduced_chroma(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Linear RGB ``3×…`` of ``(L, s·a, s·b)`` with the largest in-gamut ``s`` in [0, 1] found by
+    ``steps`` bisection steps (``L, a, b`` of any one shape; elementwise, shape-independent)."""
+    c = _constants(L.device, L.dtype)
+    fy, y = _fy_y(L, c)
+    lo, hi = torch.zeros_like(L), torch.ones_like(L)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok = _in_gamut(_linear_from_parts(fy, y, a * mid, b * mid, c))
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    return torch.stack(_linear_from_parts(fy, y, a * lo, b * lo, c), 0)
+
+
+def _out_of_gamut(lin: torch.Tensor) -> torch.Tensor:
+    return ((lin < -GAMUT_EPS) | (lin > 1 + GAMUT_EPS)).any(0)
+
+
+def _keep_lightness_masked(lab: torch.Tensor, steps: int) -> torch.Tensor:
+    """Linear RGB with only the out-of-gamut pixels bisected (gathers: fast on CPU, syncs on GPUs)."""
+    lin = _lab_to_linear_rgb(lab)
+    bad = _out_of_gamut(lin)
+    if bool(bad.any()):
+        L, a, b = lab[:, bad]                                            # K each
+        lin[:, bad] = _reduced_chroma(L, a, b, steps)
+    return lin
+
+
+def _keep_lightness_branch_free(lab: torch.Tensor, steps: int) -> torch.Tensor:
+    """Linear RGB with every pixel bisected and the result chosen per pixel (no host sync)."""
+    lin = _lab_to_linear_rgb(lab)
+    bad = _out_of_gamut(lin)
+    return torch.where(bad, _reduced_chroma(*lab.unbind(0), steps), lin)
+
+
 def lab_to_rgb_keep_lightness(lab: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """``3×H×W`` Lab → sRGB in [0, 1], reducing the chroma of out-of-gamut pixels (same hue)
     instead of clipping RGB, so that every pixel keeps its L.
 
-    Bisection on the ab scale of the out-of-gamut pixels only, tested in linear RGB (the
-    gamma curve is monotonic, so the gamut is the same unit cube there).
+    Bisection on the ab scale, tested in linear RGB (the gamma curve is monotonic, so the gamut
+    is the same unit cube there). On CPU only the out-of-gamut pixels are bisected; elsewhere
+    every pixel is, branch-free. Both give the same bits.
     """
-    eps = 1e-6
-    lin = _lab_to_linear_rgb(lab)
-    bad = ((lin < -eps) | (lin > 1 + eps)).any(0)
-    if bool(bad.any()):
-        sub = lab[:, bad].unsqueeze(-1)                      # 3×K×1
-        lo = torch.zeros_like(sub[:1])
-        hi = torch.ones_like(sub[:1])
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            trial = _lab_to_linear_rgb(torch.cat([sub[:1], sub[1:] * mid], 0))
-            ok = ((trial >= -eps) & (trial <= 1 + eps)).all(0, keepdim=True)
-            lo = torch.where(ok, mid, lo)
-            hi = torch.where(ok, hi, mid)
-        lin[:, bad] = _lab_to_linear_rgb(torch.cat([sub[:1], sub[1:] * lo], 0)).squeeze(-1)
+    if lab.device.type == "cpu":
+        lin = _keep_lightness_masked(lab, steps)
+    else:
+        lin = _keep_lightness_branch_free(lab, steps)
     return _gamma(lin.clamp(0, 1)).clamp(0, 1)
 
 
@@ -136,13 +217,16 @@ def resize_rgb_like_pil(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray
 
 # ---- network inputs and outputs ---------------------------------------------------------
 def lab_float32(rgb_u8: np.ndarray, device="cpu") -> torch.Tensor:
-    """``H×W×3`` uint8 → ``3×H×W`` Lab float32, converted in float64 like skimage on uint8 input."""
-    return rgb_to_lab(uint8_to_unit(rgb_u8).to(device)).float()
+    """``H×W×3`` uint8 → ``3×H×W`` Lab float32, converted in ``work_dtype`` (float64 on CPU, like
+    skimage on uint8 input); the uint8 pixels are what crosses to the device."""
+    u8 = torch.from_numpy(np.array(rgb_u8, copy=True)).to(device)
+    return rgb_to_lab(u8.permute(2, 0, 1).to(work_dtype(u8.device)) / 255.0).float()
 
 
-def lab_from_unit_rgb(rgb: torch.Tensor) -> torch.Tensor:
-    """``3×H×W`` RGB in [0, 1] (any float dtype) → Lab float32, computed in float64 like skimage."""
-    return rgb_to_lab(rgb.double().clamp(0, 1)).float()
+def lab_from_unit_rgb(rgb: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``3×H×W`` RGB in [0, 1] (any float dtype) → Lab float32, computed in ``dtype``
+    (default ``work_dtype``: float64 on CPU like skimage, float32 on GPUs)."""
+    return rgb_to_lab(rgb.to(dtype or work_dtype(rgb.device)).clamp(0, 1)).float()
 
 
 def network_image(L: torch.Tensor) -> torch.Tensor:
@@ -158,13 +242,16 @@ def network_ab(ab: torch.Tensor) -> torch.Tensor:
 def compose_rgb(L: torch.Tensor, ab_norm: torch.Tensor) -> np.ndarray:
     """Own L (``H×W``) + predicted ab' (``2×H×W``) → ``H×W×3`` uint8, truncated like the official code."""
     lab = torch.cat([L.unsqueeze(0), denormalise_ab(ab_norm)], 0)
-    return unit_to_uint8(lab_to_rgb(lab.double()))
+    return unit_to_uint8(lab_to_rgb(lab.to(work_dtype(lab.device))))
 
 
-def compose_keep_lightness(L: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
+def compose_keep_lightness(L: torch.Tensor, ab_norm: torch.Tensor, dtype: torch.dtype | None = None
+                           ) -> torch.Tensor:
     """Own L (``H×W``) + ab' (``2×H×W``, same size) → ``3×H×W`` float32 RGB in [0, 1] with every
-    pixel's L kept (out-of-gamut chroma reduced at constant hue): what ``Colorize`` outputs."""
-    lab = torch.cat([L[None], denormalise_ab(ab_norm)], 0)
+    pixel's L kept (out-of-gamut chroma reduced at constant hue): what ``Colorize`` outputs.
+    Computed in ``dtype`` (default ``work_dtype``)."""
+    dt = dtype or work_dtype(L.device)
+    lab = torch.cat([L[None].to(dt), denormalise_ab(ab_norm.to(dt))], 0)
     return lab_to_rgb_keep_lightness(lab).float()
 
 

@@ -7,6 +7,8 @@ behaviour (the slot ``[0, HW)``).
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from ..config import MemoryConfig
@@ -26,6 +28,7 @@ class MemoryManager:
         self.consolidations = 0
         self.obsolete_removals = 0
         self.last_confidence: torch.Tensor | None = None   # of the last read (``similarity.match_confidence``)
+        self._joined: tuple | None = None   # (weak refs to the six store tensors, (key, shrinkage, value))
 
     # ---- policy thresholds (in elements) -------------------------------------------------
     @property
@@ -63,6 +66,7 @@ class MemoryManager:
 
     def clear_non_permanent(self) -> None:
         """Scene reset: forget everything but the references."""
+        self._joined = None
         self.work.remove_range(self.permanent, self.work.size)
         self.long = KeyValueStore(count_usage=self.long.count_usage)
         if self.work.count_usage and self.work.size:
@@ -75,12 +79,7 @@ class MemoryManager:
         qk = query_key.flatten(2)
         qe = query_selection.flatten(2) if query_selection is not None else None
         long_n = self.long.size
-        if self.config.enable_long_term and long_n > 0:
-            key = torch.cat([self.long.key, self.work.key], -1)
-            shrinkage = torch.cat([self.long.shrinkage, self.work.shrinkage], -1)
-            value = torch.cat([self.long.value, self.work.value], -1)
-        else:
-            key, shrinkage, value = self.work.key, self.work.shrinkage, self.work.value
+        key, shrinkage, value = self._readable()
         affinity, best = sim_fn.topk_softmax_and_best(sim_fn.similarity(key, shrinkage, qk, qe), self.config.top_k)
         self.last_confidence = sim_fn.match_confidence(best)
         if self.config.enable_long_term:
@@ -92,7 +91,27 @@ class MemoryManager:
         return out.view(1, *out.shape[:2], h, w)
 
     # ---- internals -----------------------------------------------------------------------
+    def _readable(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """key ``1×64×N``, shrinkage ``1×1×N``, value ``2×512×N`` over long-term then working memory.
+
+        The joined copy is kept until either store changes (every ``mem_every`` frames) instead
+        of being concatenated on every read. Stores replace these tensors on every change and
+        never write into them, so "unchanged" is "the same tensor objects" (weak references:
+        the cache keeps no replaced tensor alive, and a dead one never matches).
+        """
+        if not (self.config.enable_long_term and self.long.size > 0):
+            return self.work.key, self.work.shrinkage, self.work.value
+        parts = (self.long.key, self.long.shrinkage, self.long.value,
+                 self.work.key, self.work.shrinkage, self.work.value)
+        joined = self._joined
+        if joined is None or any(ref() is not t for ref, t in zip(joined[0], parts)):
+            self._joined = None                      # free the stale copy before building the new one
+            joined = self._joined = (tuple(weakref.ref(t) for t in parts),
+                                     tuple(torch.cat(parts[i::3], -1) for i in range(3)))
+        return joined[1]
+
     def _add(self, key, shrinkage, value, selection) -> None:
+        self._joined = None
         if self.hw is None:
             self.hw = key.shape[-2] * key.shape[-1]
         sel = selection.flatten(2) if (selection is not None and self.config.enable_long_term) else None
@@ -119,6 +138,7 @@ class MemoryManager:
         copy.__dict__.update(self.__dict__)
         copy.work = self.work.clone()
         copy.long = self.long.clone()
+        copy._joined = None     # a snapshot holds the stores only (nbytes); rebuilt on its first read
         return copy
 
     def nbytes(self) -> int:

@@ -12,6 +12,9 @@ class KeyValueStore:
 
     key ``1×64×N``, shrinkage ``1×1×N``, selection ``1×64×N`` (None in long-term memory),
     value ``2×512×N``; with ``count_usage``, use_count / life_count ``1×1×N``.
+
+    Only the usage counters are updated in place; every other tensor is replaced, never written
+    into, when the store changes (``clone`` shares them; ``MemoryManager`` caches on identity).
     """
 
     count_usage: bool
