@@ -1,8 +1,10 @@
 """Backends as data: names → specs, ``check()`` at call time, ``Auto``'s choice and its reasons."""
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
+import sys
 
 import pytest
 import torch
@@ -61,14 +63,32 @@ def test_cache_keys_separate_what_must_differ():
     assert TRT().cache_key() != TRT(device_id=1).cache_key()
 
 
+def test_torch_spec_passes_precision_and_tf32_to_the_backend():
+    """The spec's resolved precision and tf32 reach TorchBackend; on the CPU it shares the network."""
+    from vscolormnet.model import ColorMNet
+    net = ColorMNet().eval()
+    be = Torch(precision="bf16", tf32=True).create(net, None, None)
+    assert isinstance(be, TorchBackend) and be.precision == "bf16" and be.tf32 and not be.fp16
+    assert be.model is net and be.describe() == "torch on cpu (bf16)"
+    assert Torch().create(net, None, None).autocast_dtype is None
+    assert Torch().cache_key() != Torch(precision="bf16").cache_key() != Torch(precision="bf16", tf32=True).cache_key()
+
+
 @ON_CPU_ONLY
 def test_missing_gpu_pieces_are_reported_by_check():
-    with pytest.raises(BackendError, match=r"backend 'trt' needs TensorRT: pip install 'vscolormnet\[trt\]'"):
+    """Each message names what is missing and the one command that installs it (torch here is CUDA 13)."""
+    with pytest.raises(BackendError) as e:
         TRT().check()
+    assert str(e.value) == ("backend 'trt' needs TensorRT >= 10 (not installed): pip install \"tensorrt-cu13>=10.13\"; "
+                            "or use backend='ort' or 'torch'")
     with pytest.raises(BackendError, match="device='cuda': CUDA is not available"):
         Torch(device="cuda").check()
-    with pytest.raises(BackendError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+    with pytest.raises(BackendError) as e:
         ORT(device="cuda").check()
+    version = importlib.metadata.version("onnxruntime")
+    assert str(e.value) == (f"backend 'ort' with device='cuda': onnxruntime {version} is the CPU build (no "
+                            "CUDAExecutionProvider): pip uninstall -y onnxruntime && pip install "
+                            "\"onnxruntime-gpu>=1.27\"; use device='cpu'")
     with pytest.raises(BackendError, match="fp16=True needs device='cuda'"):
         Torch(fp16=True).check()
 
@@ -116,10 +136,10 @@ def test_auto_skips_candidates_that_fail_to_start(parity_checkpoint, caplog, mon
     monkeypatch.setattr(trt_backend, "TrtBackend", Broken)
     real = tb.TorchBackend
 
-    def torch_backend(model, device, fp16):
+    def torch_backend(model, device, **kw):
         if torch.device(device).type == "cuda":
             raise RuntimeError("no CUDA driver")
-        return real(model, device, fp16)
+        return real(model, device, **kw)
     monkeypatch.setattr(tb, "TorchBackend", torch_backend)
     with caplog.at_level(logging.INFO, logger="vscolormnet"):
         be = create_backend("auto", weights=parity_checkpoint, device="auto", padded_hw=(112, 112))
@@ -133,15 +153,91 @@ def test_auto_skips_candidates_that_fail_to_start(parity_checkpoint, caplog, mon
 def test_trt_module_imports_without_tensorrt():
     import vscolormnet.backends.trt_backend as trt_backend
     assert trt_backend.TrtOptions().optimization_level == 3 == TRT().optimization_level
+    assert trt_backend.TrtOptions().tf32 is False and TRT().tf32 is False, "fp32 engines are exact fp32 by default"
 
 
-@pytest.mark.parametrize("version, has_flag, expected", [("11.4.0.106", True, 0), ("10.13.0", True, 1 << 5),
-                                                         ("8.6.1", False, None)])
-def test_trt_strong_typing_by_version(version, has_flag, expected):
-    """TensorRT 11 is always strongly typed (no BuilderFlag.FP16), 10 needs the flag, 8 falls back to FP16."""
+@pytest.mark.parametrize("version, expected", [("11.4.0.106", 0), ("10.13.0", 1 << 5)])
+def test_trt_strong_typing_by_version(version, expected):
+    """TensorRT 11 is always strongly typed (no BuilderFlag.FP16), 10 needs the creation flag."""
     from types import SimpleNamespace
 
     from vscolormnet.backends.trt_backend import _strongly_typed_flag
-    flags = SimpleNamespace(STRONGLY_TYPED=5) if has_flag else SimpleNamespace()
-    fake = SimpleNamespace(__version__=version, NetworkDefinitionCreationFlag=flags)
+    fake = SimpleNamespace(__version__=version, NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=5))
     assert _strongly_typed_flag(fake) == expected
+
+
+def test_trt_option_errors_name_the_field():
+    from vscolormnet.backends.trt_backend import TrtOptions
+    for options, match in [(TrtOptions(optimization_level=6), "optimization_level"),
+                           (TrtOptions(workspace_mib=0), "workspace_mib"), (TrtOptions(tf32="no"), "tf32"),
+                           (TrtOptions(timing_cache=None), "timing_cache")]:
+        with pytest.raises(ValueError, match=match):
+            options.validate()
+    TrtOptions(optimization_level=5, workspace_mib=1024, tf32=True).validate()
+
+
+# ---- what is missing, and the command that installs it (backends/availability.py) ---------------
+def _fake_distribution(root, name: str, version: str, module: str | None = None, module_text: str = ""):
+    """A real installed-looking distribution under ``root`` (dist-info, optionally a module), for importlib."""
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    if module:
+        (root / module).mkdir()
+        (root / module / "__init__.py").write_text(module_text)
+
+
+def test_both_onnxruntime_flavours_are_reported_with_the_fix(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, "onnxruntime-gpu", "1.31.1")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cpu = importlib.metadata.version("onnxruntime")
+    keep = '"onnxruntime-gpu>=1.27"' if torch.cuda.is_available() else '"onnxruntime>=1.18"'
+    both = (f"onnxruntime {cpu} and onnxruntime-gpu 1.31.1 are both installed and overwrite each other's files: "
+            f"pip uninstall -y onnxruntime onnxruntime-gpu && pip install ")
+    with pytest.raises(BackendError) as e:
+        ORT().check()
+    assert str(e.value) == both + keep
+    with pytest.raises(BackendError) as e:
+        TRT().check()
+    assert str(e.value) == both + '"onnxruntime-gpu>=1.27"', "TensorRT machines keep the GPU build"
+    usable, skipped = Auto().candidates()
+    reasons = dict(skipped)
+    assert reasons["trt"] == both + '"onnxruntime-gpu>=1.27"' and both in reasons["ort-cuda"], "auto says why"
+    assert Torch(device="cpu") in usable
+
+
+def test_missing_onnxruntime_names_the_flavour_for_the_machine(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    with pytest.raises(BackendError) as e:
+        ORT().check()
+    wanted = '"onnxruntime-gpu>=1.27"' if torch.cuda.is_available() else '"onnxruntime>=1.18"'
+    assert str(e.value) == f"backend 'ort' needs ONNX Runtime (not installed): pip install {wanted}"
+
+
+def test_too_old_tensorrt_is_refused_with_the_install_command(tmp_path, monkeypatch):
+    """A TensorRT 8 (no strong typing) on the path: check() and the backend refuse it in one line."""
+    from vscolormnet.backends.trt_backend import TrtBackend, import_tensorrt
+    _fake_distribution(tmp_path, "tensorrt", "8.6.1", module="tensorrt", module_text='__version__ = "8.6.1"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    expected = ("backend 'trt' needs TensorRT >= 10, but TensorRT 8.6.1 (tensorrt) is installed: "
+                "pip uninstall -y tensorrt && pip install \"tensorrt-cu13>=10.13\"")
+    try:
+        with pytest.raises(BackendError) as e:
+            TRT().check()
+        assert str(e.value) == expected
+        for call in (import_tensorrt, lambda: TrtBackend(tmp_path / "never-read.pth", (112, 112))):
+            with pytest.raises(ValueError) as e:
+                call()
+            assert str(e.value) == expected
+    finally:
+        sys.modules.pop("tensorrt", None)        # the fake must not outlive the test
+
+
+def test_tensorrt_version_rule():
+    from vscolormnet.backends.availability import trt_version_problem
+    assert trt_version_problem("10.0.1") is None and trt_version_problem("11.4.0.106") is None
+    assert trt_version_problem("9.3.0", "tensorrt-cu13") == (
+        "backend 'trt' needs TensorRT >= 10, but TensorRT 9.3.0 (tensorrt-cu13) is installed: "
+        "pip install -U \"tensorrt-cu13>=10.13\"")

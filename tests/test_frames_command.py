@@ -131,3 +131,72 @@ def test_outputs_are_atomic_and_an_interrupt_leaves_no_torn_file(work, parity_ch
     assert sorted(p.name for p in (work / "out").iterdir()) == ["00000.png", "00001.png", "00002.png"]
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
     assert np.load(work / "ab.npz")["ab_pred"].shape == (3, 2, H, W)
+
+
+def _more_frames(work, n):
+    for i, g in enumerate(gray_frames(n, W, H)):
+        Image.fromarray((g * 255).round().astype(np.uint8)).save(work / "frames" / f"{i:05d}.png")
+
+
+def _pipeline_threads():
+    import threading
+    return [t.name for t in threading.enumerate() if t.name.startswith("vscolormnet-frames")]
+
+
+def _complete_pngs(folder):
+    """Names in ``folder``; every one must be a PNG that decodes completely (no torn file, no temporary)."""
+    names = sorted(p.name for p in folder.iterdir())
+    for name in names:
+        assert not name.startswith("."), f"temporary file {name} left behind"
+        with Image.open(folder / name) as im:
+            im.load()
+    return names
+
+
+@pytest.mark.slow
+def test_a_failing_writer_stops_the_network_and_leaves_no_torn_file(work, parity_checkpoint, monkeypatch, capsys):
+    import vscolormnet.frames as frames
+    _more_frames(work, 8)
+
+    def disk_full(rgb):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(frames, "_png_bytes", disk_full)
+    rc = run(work, "--save-ab", str(work / "ab.npz"), weights=parity_checkpoint)
+    err = capsys.readouterr().err
+    assert rc == 1 and "colorize-frames: error: [Errno 28] No space left on device" in err, err
+    # The writer failed on frame 0: the network may run at most the frames the bounded queue holds, not all 8.
+    done = max(int(m) for m in __import__("re").findall(r"colorize-frames: (\d+)/8 frames", err))
+    assert done <= 2 + frames.WRITE_BEHIND, err
+    assert _complete_pngs(work / "out") == []
+    assert not (work / "ab.npz").exists()
+    assert _pipeline_threads() == [], "the reader and writer threads are joined"
+
+
+@pytest.mark.slow
+def test_an_interrupt_in_the_network_joins_the_threads(work, parity_checkpoint, monkeypatch, capsys):
+    import vscolormnet.frames as frames
+    _more_frames(work, 6)
+    real, steps = frames.Propagator.step, []
+
+    def interrupt_at_fourth(self, *a, **k):
+        steps.append(1)
+        if len(steps) == 4:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+    monkeypatch.setattr(frames.Propagator, "step", interrupt_at_fourth)
+    assert run(work, "--save-ab", str(work / "ab.npz"), weights=parity_checkpoint) == 130
+    assert "colorize-frames: interrupted" in capsys.readouterr().err
+    assert set(_complete_pngs(work / "out")) <= {"00000.png", "00001.png", "00002.png"}
+    assert not (work / "ab.npz").exists()
+    assert _pipeline_threads() == []
+
+
+@pytest.mark.slow
+def test_a_frame_that_fails_to_decode_mid_run_is_one_line(work, parity_checkpoint, capsys):
+    whole = (work / "frames" / "00002.png").read_bytes()
+    (work / "frames" / "00002.png").write_bytes(whole[:len(whole) // 2])     # header fine, data truncated
+    assert run(work, weights=parity_checkpoint) == 2
+    msg = one_line_error(capsys.readouterr().err)
+    assert msg.startswith(f"frame {work}/frames/00002.png cannot be read as an image"), msg
+    assert set(_complete_pngs(work / "out")) <= {"00000.png", "00001.png"}
+    assert _pipeline_threads() == []

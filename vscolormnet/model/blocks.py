@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import fp32_island
+
 
 class GroupConv2d(nn.Conv2d):
     """Conv2d applied to every object of a ``B×O×C×H×W`` tensor with shared weights."""
@@ -169,8 +171,9 @@ class LayerNorm2d(nn.Module):
     Computed in the official ``LayerNormFunction`` op order (mean, centred square mean,
     ``(x − μ) / sqrt(σ² + eps)``, then ``w·y + b``) so fp32 results are the official ones;
     ``F.layer_norm`` differs by ~1e-6. Statistics are taken in float32 for any input dtype
-    (a float16 square overflows above 256). The ONNX export swaps this ``forward`` for
-    ``F.layer_norm`` (one LayerNormalization node, kept fp32 in fp16 graphs).
+    (a float16 square overflows above 256); under autocast it is an fp32 island (float32
+    out). The ONNX export swaps this ``forward`` for ``F.layer_norm`` (one LayerNormalization
+    node, kept fp32 in fp16 graphs).
     """
 
     def __init__(self, channels: int, eps: float = 1e-6):
@@ -179,6 +182,7 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
+    @fp32_island
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         xf = x.float()
         mu = xf.mean(1, keepdim=True)
@@ -186,3 +190,9 @@ class LayerNorm2d(nn.Module):
         y = (xf - mu) / (var + self.eps).sqrt()
         y = self.weight.float()[:, None, None] * y + self.bias.float()[:, None, None]
         return y.to(x.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters and names) that stays float32 under autocast (DINOv2's norms)."""
+
+    forward = fp32_island(nn.LayerNorm.forward)

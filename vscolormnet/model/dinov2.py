@@ -22,6 +22,10 @@ the fused-qkv ``reshape(B,N,3,H,D)`` views — exactly timm's ``fused_attn`` pat
 same call). ``FUSED_ATTN`` pins that choice on every attention module, independent of
 timm's global ``set_fused_attn``/``TIMM_FUSED_ATTN``/exportable settings. (The explicit
 ``q·scale @ kᵀ`` form of older DINOv2 / timm's unfused path moves encode_key by up to ~1e-5.)
+
+Reduced precision: ``Attention`` is timm's with its core (q·kᵀ, softmax, ·v) split out as an
+fp32 island, and the LayerNorms are ``blocks.LayerNorm`` (fp32 islands too); qkv, proj and
+the MLP follow autocast. Without autocast the ops are timm's, in timm's order.
 """
 from __future__ import annotations
 
@@ -31,8 +35,12 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed
+from timm.models.vision_transformer import Attention as TimmAttention
 from timm.models.vision_transformer import Block
 from torch import nn
+
+from .blocks import LayerNorm
+from .precision import fp32_island
 
 PATCH = 14
 EMBED_DIM = 384
@@ -45,10 +53,35 @@ INTERPOLATE_OFFSET = 0.1
 FUSED_ATTN = True      # official: F.scaled_dot_product_attention (see the module docstring)
 
 
+class Attention(TimmAttention):
+    """timm's ``Attention`` (same parameters, same ops) with the core an fp32 island under autocast.
+
+    ``B×N×384 → B×N×384``; only the plain configuration DINOv2 uses (no gate, no masks, eval).
+    """
+
+    def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:  # noqa: D102
+        if self.gate is not None or attn_mask is not None or is_causal:
+            raise NotImplementedError("DINOv2 attention: no gate, mask or causal attention")
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = self.core(self.q_norm(q), self.k_norm(k), v)
+        x = self.norm(x.transpose(1, 2).reshape(b, n, self.attn_dim))
+        return self.proj_drop(self.proj(x))
+
+    @fp32_island
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``q, k, v: B×heads×N×64`` → ``softmax(q·kᵀ/8)·v`` (fused SDPA or timm's explicit form)."""
+        if self.fused_attn:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        return self.attn_drop(attn.softmax(dim=-1)) @ v
+
+
 def make_block() -> Block:
     """One DINOv2 block: ``B×N×384 → B×N×384``; LayerNorm eps 1e-6, exact GELU, LayerScale, qkv bias."""
     block = Block(EMBED_DIM, HEADS, mlp_ratio=MLP_RATIO, qkv_bias=True, proj_bias=True, init_values=1.0,
-                  act_layer=nn.GELU, norm_layer=partial(nn.LayerNorm, eps=LN_EPS))
+                  act_layer=nn.GELU, norm_layer=partial(LayerNorm, eps=LN_EPS), attn_layer=Attention)
     pin_attention_kernel(block, FUSED_ATTN)
     return block
 
@@ -71,7 +104,7 @@ class DinoV2Small(nn.Module):
         # img_size=None: any multiple of 14, no size assertions (keeps the ONNX trace free of them)
         self.patch_embed = PatchEmbed(img_size=None, patch_size=PATCH, in_chans=3, embed_dim=EMBED_DIM)
         self.blocks = nn.ModuleList(make_block() for _ in range(DEPTH))
-        self.norm = nn.LayerNorm(EMBED_DIM, eps=LN_EPS)
+        self.norm = LayerNorm(EMBED_DIM, eps=LN_EPS)
 
     def interpolated_pos_embed(self, rows: int, cols: int) -> torch.Tensor:
         """Pos-embed for a ``rows×cols`` patch grid: ``1×(1+rows·cols)×384`` float32.

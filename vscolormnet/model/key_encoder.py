@@ -4,7 +4,8 @@ Key names follow the official ``KeyEncoder_DINOv2_v6``: ``conv1``, ``bn1``, ``re
 ``layer2``, ``layer3``, ``network2.{backbone,conv3,bn3}`` and ``fuse1..3``. The ResNet50
 stages and the DINOv2 blocks are timm's (``resnet.py``, ``dinov2.py``); the stem, the
 DINO head, the fusion blocks and the key projection are our own (ColorMNet-specific, timm
-has no counterpart), written in the official op order.
+has no counterpart), written in the official op order. Under autocast the cross-channel
+attention core and the key projection are fp32 islands (``precision.py``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from .blocks import LayerNorm2d
 from .dinov2 import EMBED_DIM, DinoV2Small
+from .precision import fp32_island
 from .resnet import Bottleneck, resnet_stages
 
 DINO_LAYERS = (8, 9, 10, 11)
@@ -56,10 +58,15 @@ class CrossChannelAttention(nn.Module):
         q = self.to_q_dw(self.to_q(x)).reshape(b, self.heads, -1, h * w)
         k = self.to_k_dw(self.to_k(y)).reshape(b, self.heads, -1, h * w)
         v = self.to_v_dw(self.to_v(y)).reshape(b, self.heads, -1, h * w)
+        return self.to_out(self.core(q, k, v).reshape(b, -1, h, w))
+
+    @fp32_island
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``q, k, v: B×heads×C'×hw`` → ``softmax(q̂·k̂ᵀ·T)·v`` (q̂, k̂ L2-normalised over hw); fp32 island."""
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
         attn = ((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
-        return self.to_out((attn @ v).reshape(b, -1, h, w))
+        return attn @ v
 
 
 class Fuse(nn.Module):
@@ -113,5 +120,6 @@ class KeyProjection(nn.Module):
         self.d_proj = nn.Conv2d(in_dim, 1, 3, padding=1)
         self.e_proj = nn.Conv2d(in_dim, key_dim, 3, padding=1)
 
-    def forward(self, f16: torch.Tensor):  # noqa: D102
+    @fp32_island
+    def forward(self, f16: torch.Tensor):  # noqa: D102 - fp32 island: the memory similarity's inputs
         return self.key_proj(f16), self.d_proj(f16) ** 2 + 1, torch.sigmoid(self.e_proj(f16))
