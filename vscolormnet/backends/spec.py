@@ -85,9 +85,10 @@ class Torch:
     precision:  ``'fp32'`` (default, the parity reference), ``'fp16'`` (CUDA), ``'bf16'`` (CUDA, or
                 a CPU; fast only with native bf16) or ``'auto'`` (fp16 on CUDA; bf16 on a CPU with
                 native bf16, else fp32). Reduced precision keeps the key projection, the attention
-                cores and the local-attention body in fp32.
+                cores, every LayerNorm and the local-attention body in fp32.
     tf32:       allow TF32 for fp32 matmuls and convolutions on CUDA (faster, ~1e-3 relative
-                error; off for parity checks). Process-wide in PyTorch.
+                error; off for parity checks). Process-wide in PyTorch: set per stage call and
+                restored when no call is in flight.
     """
 
     name: ClassVar[str] = "torch"
