@@ -266,6 +266,15 @@ def header(device: str) -> str:
     return f"gpu_check: {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def _cuda_visible() -> bool:
+    """True when PyTorch is importable and sees a CUDA device (the check will run)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
@@ -275,8 +284,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--missing-deps", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.missing_deps:
-        print("\n".join(missing_deps()))
+    if args.missing_deps:      # nothing to install where the check will only say it skipped
+        print("\n".join(missing_deps() if args.device == "cpu" or _cuda_visible() else []))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     try:

@@ -44,7 +44,7 @@ export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 PIP_ROOT_USER_ACTION=ignore
 
 # Wheels for what is missing (or too old), from the carried folder.
-mapfile -t missing < <("$PY" "$ROOT/scripts/gpu_check.py" --missing-deps)
+mapfile -t missing < <("$PY" "$ROOT/scripts/gpu_check.py" --missing-deps "$@")
 wheels=()
 for name in "${missing[@]}"; do
     [ -n "$name" ] || continue

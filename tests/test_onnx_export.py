@@ -279,7 +279,8 @@ def test_export_cli_errors_are_one_line_naming_the_flag(parity_checkpoint, tmp_p
     from vscolormnet.__main__ import main
     no_expensive_work(monkeypatch)
     cases = cli_errors(tmp_path) + [(["--precision", "fp8"], "--precision"), (["--backend", "tf"], "--backend"),
-                                    (["--image", str(tmp_path / "missing.png")], "--image")]
+                                    (["--image", str(tmp_path / "missing.png")], "--image"),
+                                    (["--tf32"], "--tf32"), (["--backend", "ort", "--tf32"], "--tf32")]
     for args, flag in cases:
         weights = [] if "--weights" in args else ["--weights", str(parity_checkpoint)]
         rc = main(["export", *weights, *args])
@@ -288,3 +289,35 @@ def test_export_cli_errors_are_one_line_naming_the_flag(parity_checkpoint, tmp_p
         assert rc == 2 and out == "", args
         assert len(lines) == 1 and lines[0].startswith(f"export: error: {flag}"), (args, err)
         shutil.rmtree(tmp_path / "missing", ignore_errors=True)
+
+
+def test_export_tf32_reaches_the_tensorrt_spec_and_engine_build(tmp_path, monkeypatch, capfd):
+    """``export --tf32`` (listed in --help) reaches the TRT spec's check and the engine build options for
+    every precision, so prebuilt engines match runs with --tf32. TensorRT is faked (not installable
+    here): the spec check, the graph export and the engine build are stand-ins that record."""
+    from vscolormnet.__main__ import main
+    from vscolormnet.backends import spec, trt_backend
+    from vscolormnet.graphs import cache
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--help"])
+    assert e.value.code == 0 and "--tf32" in capfd.readouterr().out
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"not loaded")
+    checked, built = [], []
+
+    def fake_build(weights_, padded_hw, *, device_id, fp16, options):
+        built.append((padded_hw, fp16, options.tf32))
+        return [tmp_path / f"{stage}.engine" for stage in STAGES]
+    monkeypatch.setattr(spec.TRT, "check", lambda self: checked.append(self))
+    monkeypatch.setattr(cache, "export_graphs", lambda *a, **k: {})
+    monkeypatch.setattr(trt_backend, "build_engines", fake_build)
+    for extra, tf32 in (([], False), (["--tf32"], True)):
+        checked.clear()
+        built.clear()
+        rc = main(["export", "--weights", str(weights), "--size", "native", "--source", SOURCE_FOR_HW,
+                   "--precision", "both", "--backend", "trt", "--json", *extra])
+        out, err = capfd.readouterr()
+        assert rc == 0, err
+        assert [(s.resolved_precision(), s.tf32) for s in checked] == [("fp32", tf32), ("fp16", tf32)]
+        assert built == [(HW, False, tf32), (HW, True, tf32)]
+        assert len(json.loads(out)) == 2 * len(STAGES)

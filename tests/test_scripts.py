@@ -217,6 +217,18 @@ def test_gpu_check_skips_without_cuda(tmp_path):
     assert not list((tmp_path / "tmpdir").glob("gpu_check*")), "the temporary wheel target was not removed"
 
 
+def test_gpu_check_skips_quietly_without_pytorch(tmp_path):
+    """A bare interpreter (no torch, no timm, no vapoursynth): one skip line, no wheel complaints."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    r = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh")], check=False, capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, PYTHON=str(bare / "bin" / "python"),
+                                             GPU_WHEELS=str(tmp_path / "no-wheels"), TMPDIR=str(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("gpu_check: skipped: CUDA is not available (") and r.stdout.count("\n") == 1, r.stdout
+    assert "missing" not in r.stderr, r.stderr
+
+
 @pytest.mark.slow
 def test_gpu_check_cpu_smoke_prints_one_table(tmp_path, parity_checkpoint):
     """The same rows as on a GPU, small and on the CPU: parity, Colorize order, bench, missing runtimes."""

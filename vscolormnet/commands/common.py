@@ -71,7 +71,7 @@ def memory_config(args) -> MemoryConfig:
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    """--backend/--device/--device-id/--fp16, shared by the commands (None = the backend's default)."""
+    """--backend/--device/--device-id/--fp16/--precision/--tf32, shared by the commands (None = the backend's default)."""
     p.add_argument("--backend", default="torch", choices=("torch", "ort", "trt", "auto"),
                    help="torch (default), ort (ONNX Runtime), trt (TensorRT) or auto (fastest that works)")
     p.add_argument("--device", default=None, choices=("cpu", "cuda", "auto"),
@@ -81,8 +81,15 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "auto"),
                    help="fp32 (default, the parity reference), fp16 (GPU), bf16, or auto (fp16 on CUDA, "
                         "bf16 on a CPU with native bf16, else fp32)")
-    p.add_argument("--tf32", action="store_true", default=None,
-                   help="allow TF32 for fp32 maths on NVIDIA GPUs (default: exact fp32)")
+    add_tf32_argument(p)
+
+
+TF32_HELP = "allow TF32 for fp32 maths on NVIDIA GPUs (default: exact fp32)"
+
+
+def add_tf32_argument(p: argparse.ArgumentParser, help: str = TF32_HELP) -> None:
+    """``--tf32`` (None when not given, so the backend's default applies), shared by the commands and ``export``."""
+    p.add_argument("--tf32", action="store_true", default=None, help=help)
 
 
 def backend_flag_message(message: str) -> str:

@@ -2,10 +2,11 @@
 
 The padded size comes from the same rule as ``Colorize`` (``geometry.inference_geometry``): a
 preset (longest side, aspect kept) of the *source* size, so ``--size 512 --source 1440x1080``
-builds the 560×448 graphs a 4:3 film will use. Every argument is checked before any weights
-are loaded; a bad one is one line naming the flag (exit 2). This module also holds the
-argument helpers ``bench`` shares (``add_geometry_arguments``, ``geometry_from_args``,
-``writable_dir``).
+builds the 560×448 graphs a 4:3 film will use. TensorRT engines are cached per math mode:
+``--tf32`` builds the ones runs with ``--tf32`` use (TF32 is not in the ONNX graphs, so it is
+refused without ``--backend trt``). Every argument is checked before any weights are loaded;
+a bad one is one line naming the flag (exit 2). This module also holds the argument helpers
+``bench`` shares (``add_geometry_arguments``, ``geometry_from_args``, ``writable_dir``).
 """
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def positive_int(value, flag: str):
 
 def add_arguments(p) -> None:  # noqa: D103
     from ..stages import STAGES
+    from .common import add_tf32_argument
     add_geometry_arguments(p)
     p.add_argument("--weights", default=None, metavar="CKPT", help="checkpoint (default: the downloaded one)")
     p.add_argument("--precision", default="fp32", metavar="P", help=f"{', '.join(PRECISION_CHOICES)} (default fp32)")
@@ -86,6 +88,8 @@ def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("--engine-dir", default=None, metavar="DIR",
                    help="TensorRT engine folder, must exist (default: $VSCOLORMNET_ENGINE_DIR or the user cache)")
     p.add_argument("--device-id", type=int, default=0, help="CUDA device for --backend trt")
+    add_tf32_argument(p, help="--backend trt: build engines whose fp32 layers may use TF32, the ones runs with "
+                              "--tf32 use (default: exact fp32)")
     p.add_argument("--image", default=None, metavar="IMG", help="a real image for the check (default: synthetic)")
     p.add_argument("--force", action="store_true", help="export again even if the files exist and are intact")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the checks")
@@ -96,10 +100,13 @@ def _check_backend(args, precisions) -> None:
     from ..backends import BackendError, resolve_spec
     if args.backend not in EXPORT_BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(EXPORT_BACKENDS)}, got {args.backend!r}")
+    if args.tf32 and args.backend != "trt":
+        raise ValueError("--tf32 needs --backend trt: TF32 changes only TensorRT engines, the ONNX graphs are the "
+                         "same with or without it (give --tf32 to the run instead)")
     if args.backend == "trt":
         try:
             for p in precisions:
-                resolve_spec("trt", device_id=args.device_id, fp16=p == "fp16")
+                resolve_spec("trt", device_id=args.device_id, fp16=p == "fp16", tf32=bool(args.tf32))
         except BackendError as e:
             raise ValueError(f"--backend trt: {e}") from None
 
@@ -138,7 +145,7 @@ def run(args) -> int:  # noqa: D103
         print(f"export: {name}: {path}", file=sys.stderr)
     if args.backend == "trt":
         from ..backends.trt_backend import TrtOptions, build_engines
-        options = TrtOptions(engine_dir=engine_dir, onnx_dir=onnx_dir)
+        options = TrtOptions(engine_dir=engine_dir, onnx_dir=onnx_dir, tf32=bool(args.tf32))
         for p in precisions:
             engines = build_engines(weights, padded, device_id=args.device_id, fp16=p == "fp16", options=options)
             for stage, path in zip(STAGES, engines):

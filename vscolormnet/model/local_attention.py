@@ -11,17 +11,17 @@ Two formulations of the same maths:
 * eager: one ``as_strided`` view ``B×C×15×15×h×w`` of the padded map (no copy) and a few
   multiply-and-reduce ops over channel/row chunks, each temporary at most ``_chunk_bytes``
   (64 MiB on GPUs: few large launches; 4 MiB on CPU: the temporary stays in cache). The
-  attention body always runs in float32, also under autocast (the 1e8 out-of-frame penalty and
-  the 225-term softmax/sum are not safe in fp16/bf16); only ``dw_conv`` and the projection may
-  run in reduced precision.
+  attention body always runs in float32, also under autocast (an ``fp32_island`` of
+  ``model/precision.py``: the 1e8 out-of-frame penalty and the 225-term softmax/sum are not safe
+  in fp16/bf16); only ``dw_conv`` and the projection may run in reduced precision.
 """
 from __future__ import annotations
-
-import contextlib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .precision import fp32_island, to_fp32
 
 MAX_DIS = 7
 WINDOW = 2 * MAX_DIS + 1          # 15
@@ -62,13 +62,6 @@ def window_view(x: torch.Tensor) -> torch.Tensor:
     padded = F.pad(x, (MAX_DIS, MAX_DIS, MAX_DIS, MAX_DIS))
     sb, sc, sy, sx = padded.stride()
     return padded.as_strided((b, c, WINDOW, WINDOW, h, w), (sb, sc, sy, sx, sy, sx))
-
-
-def _float32_region(device: torch.device):
-    """Autocast off for ``device`` (where autocast exists), so the ops inside run in the inputs' dtype."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 class DepthwiseConv(nn.Module):
@@ -170,15 +163,15 @@ class LocalAttention(nn.Module):
         """Softmax over the window: ``B×225×h×w`` (float32 in eager mode)."""
         if exporting():
             return self._export_weights(q, k)
-        with _float32_region(q.device):
-            return self._eager_weights(q.float(), k.float())
+        with fp32_island(q.device):
+            return self._eager_weights(to_fp32(q), to_fp32(k))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if exporting():
             return self._export_forward(q, k, v)
         b, o, c, h, w = v.shape
-        with _float32_region(v.device):
-            agg = self._aggregate(self._eager_weights(q.float(), k.float()), v.float().reshape(b, o * c, h, w))
+        with fp32_island(v.device):
+            agg = self._aggregate(self._eager_weights(to_fp32(q), to_fp32(k)), to_fp32(v).reshape(b, o * c, h, w))
         # Under autocast the float32 weight keeps agg float32 here and the conv casts it itself;
         # a model converted to fp16 gets fp16.
         out = self.dw_conv(agg.to(self.dw_conv.conv.weight.dtype))
