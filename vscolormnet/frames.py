@@ -156,6 +156,8 @@ class _Pipeline:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
+            if not issubclass(exc_type, KeyboardInterrupt):
+                self._finish_writes()                     # frames computed before the failure still land
             self.stop.set()
         try:
             if exc_type is None and self.out_dir is not None:
@@ -167,6 +169,25 @@ class _Pipeline:
             raise
         if exc_type is None and self.write_error is not None:
             raise self.write_error
+
+    def _finish_writes(self) -> None:
+        """Let the writer write what is queued (at most ``WRITE_BEHIND`` frames), then return.
+
+        Called on a failure other than Ctrl-C, before the stop flag: a rerun then finds every frame
+        before the failing one. A write error ends the wait (the caller then stops the pipeline and
+        raises the original failure); Ctrl-C while it waits stops everything and is raised instead.
+        """
+        if self.out_dir is None or self.write_error is not None:
+            return
+        try:
+            if self._put(self.outputs, None):
+                self.threads[1].join()
+        except KeyboardInterrupt:
+            self.stop.set()
+            self._join()
+            raise
+        except BaseException:
+            pass
 
     def _join(self) -> None:
         for t in self.threads:
