@@ -20,7 +20,6 @@ second pass over a fresh session gives the ms per stage.
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import resource
 import time
@@ -73,11 +72,12 @@ def _count_syncs(enabled: bool):
     import torch
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        before = torch.cuda.get_sync_debug_mode()
         torch.cuda.set_sync_debug_mode("warn")
         try:
             yield count
         finally:
-            torch.cuda.set_sync_debug_mode(0)
+            torch.cuda.set_sync_debug_mode(before)
     count[0] = sum("synchroniz" in str(w.message) for w in caught)
 
 
@@ -220,7 +220,7 @@ def _result(be, backend, run: dict, times, gpu, *, frames, kb, size_wh, padded, 
             stage_elapsed: float) -> dict:
     import torch
 
-    from .cpuinfo import describe
+    from .cpuinfo import cores, cpu_name, describe
     w, h = size_wh
     timed = frames - kb
     elapsed = run["elapsed"]
@@ -241,26 +241,11 @@ def _result(be, backend, run: dict, times, gpu, *, frames, kb, size_wh, padded, 
         "peak_vram_mib": gpu["peak_torch_allocated_mib"] if cuda else None,
         "host_syncs_per_frame": round(run["syncs"] / timed, 2) if cuda else None,
         "cpu": describe(), "gpu": gpu,
-        "machine": {"cpu": _cpu_name(), "cores": _cores(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_name(), "cores": cores(), "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": _version("onnxruntime"),
                     "tensorrt": _version("tensorrt")},
         "memory_config": {k: getattr(config, k) for k in ("mem_every", "max_mid_term_frames", "top_k")},
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _version(module: str) -> str | None:

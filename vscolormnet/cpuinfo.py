@@ -7,19 +7,35 @@ fp32, so ``auto`` keeps fp32 there. ``VSCOLORMNET_CPU_BF16=0|1`` overrides the d
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
 
-def _cpu_flags() -> set[str]:
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (None where there is none, e.g. not Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def _cpu_flags() -> set[str]:
+    return set((_cpuinfo_field("flags") or "").split())
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it (for benchmark reports)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def native_bf16() -> bool:
