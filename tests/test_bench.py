@@ -25,6 +25,7 @@ def _bench(args, capfd):
 def test_bench_flag_errors_are_one_line_before_any_work(parity_checkpoint, monkeypatch, capfd):
     no_expensive_work(monkeypatch)
     cases = [(["--key-batch", "0"], "--key-batch"), (["--key-batch", "-3"], "--key-batch"),
+             (["--key-batch", "65"], "--key-batch must be an integer from 1 to 64, got 65"),
              (["--key-batch", "two"], "argument --key-batch"), (["--frames", "4", "--key-batch", "4"], "--frames"),
              (["--precision", "fp8"], "argument --precision")]
     if not torch.cuda.is_available():
@@ -39,8 +40,8 @@ def test_bench_flag_errors_are_one_line_before_any_work(parity_checkpoint, monke
 def test_run_bench_rejects_a_bad_key_batch_before_loading(monkeypatch):
     from vscolormnet.benchmark import run_bench
     no_expensive_work(monkeypatch)
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="--key-batch must be a positive integer"):
+    for bad in (0, -1, 1.5, True, 65, 10000):
+        with pytest.raises(ValueError, match=rf"--key-batch must be an integer from 1 to 64, got {bad!r}$"):
             run_bench(size_wh=(100, 56), frames=3, key_batch=bad, weights="unused.pth")
 
 

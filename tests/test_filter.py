@@ -183,3 +183,24 @@ def test_cuts_reset_memory_and_any_shot_is_reachable(ref_png, parity_checkpoint,
     b = _colorize(clip, ref_png, parity_checkpoint, cuts=[3, 6])
     for n in (7, 4, 0, 6, 3):
         assert all(np.array_equal(x, y) for x, y in zip(planes(b.get_frame(n)), in_order[n])), f"frame {n}"
+
+
+def test_idle_shots_drop_their_key_blocks_without_changing_output(ref_png, parity_checkpoint, monkeypatch):
+    """Requests hopping across three shots with key_batch=2 and the idle window at 0: every request drops
+    the key blocks of the shot not among the two latest; recomputed blocks give the same bits."""
+    from vscolormnet import keyahead, renderer
+    clip = clip_in_format(vs.YUV420P8, n=12)
+    ordered = [planes(f) for f in _colorize(clip, ref_png, parity_checkpoint, cuts=[4, 8], key_batch=2).frames()]
+    monkeypatch.setattr(renderer, "RUN_AHEAD_IDLE", 0)
+    dropped = []
+    clear = keyahead.KeyAhead.clear
+
+    def counting_clear(self):
+        dropped.append(self.start)
+        clear(self)
+    monkeypatch.setattr(keyahead.KeyAhead, "clear", counting_clear)
+    out = _colorize(clip, ref_png, parity_checkpoint, cuts=[4, 8], key_batch=2)
+    for n in (0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11):
+        got = planes(out.get_frame(n))
+        assert all(np.array_equal(a, b) for a, b in zip(got, ordered[n])), f"frame {n} differs"
+    assert {0, 4, 8} <= set(dropped), dropped

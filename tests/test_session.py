@@ -639,6 +639,128 @@ def test_failure_in_the_block_ahead_is_left_to_its_frames(what):
     check_batched(session, [9, 8, 10, 3, 21, 13], 4, CUTS)
 
 
+class CountingImages(Images):
+    """``Images`` counting the reads of each frame; ``broken`` frames never read."""
+
+    def __init__(self, cuts=(), broken=()):
+        super().__init__(cuts)
+        self.per: dict[int, int] = {}
+        self.broken = set(broken)
+
+    def __call__(self, n):
+        self.per[n] = self.per.get(n, 0) + 1
+        if n in self.broken:
+            raise OSError("read error")
+        return super().__call__(n)
+
+
+def test_failed_run_ahead_is_remembered_and_logged_once(caplog):
+    """Run-ahead of frames 8…11 fails (frame 9 unreadable): the later steps of block 4…7 do not try it
+    again, one warning names the frames and the error, and the frames' own requests still try it."""
+    images = CountingImages(CUTS, broken={9})
+    session, _ = batched_session(4, images=images, cache_frames=2)
+    with caplog.at_level("DEBUG", logger="vscolormnet"):
+        check_batched(session, range(8), 4, CUTS)
+    assert images.per.get(8) == 1 and images.per.get(9) == 1, images.per
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0].getMessage()
+    assert "frames 8…11" in warnings[0].getMessage() and "OSError: read error" in warnings[0].getMessage()
+    with pytest.raises(OSError):
+        session.result(8)                            # its own request computes the block (and reports)
+    assert images.per[8] == 2
+    images.broken.clear()
+    check_batched(session, [9, 8, 11, 12, 3], 4, CUTS)
+    assert session.key_ahead._failed_lo is None
+
+
+def test_batched_call_diagnostics_are_bounded():
+    session, _ = batched_session(2, cache_frames=0, snapshot_interval=100)
+    ahead = session.key_ahead
+    for _ in range(6):
+        for n in range(N):
+            session.result(n)
+        ahead.clear()
+        session.cache.clear()
+    assert ahead.batched_calls > 64 and len(ahead.batches) == 64
+    assert ahead.batches[-1] == (N - 2, N)
+
+
+def test_key_ahead_rejects_a_batch_over_the_bound():
+    from vscolormnet.keyahead import MAX_KEY_BATCH
+    make_session(key_batch=MAX_KEY_BATCH)
+    for bad in (0, MAX_KEY_BATCH + 1, 10000):
+        with pytest.raises(ValueError, match=rf"key_batch must be an integer from 1 to {MAX_KEY_BATCH}, got {bad}"):
+            make_session(key_batch=bad)
+
+
+def test_idle_sessions_drop_their_run_ahead_blocks():
+    """Of the live sessions, only the two latest and those asked for within ``idle`` requests keep key
+    blocks; one busy in another thread keeps them too. Dropped blocks are recomputed bit-identically."""
+    from collections import OrderedDict
+
+    from vscolormnet.renderer import drop_idle_run_ahead
+    sessions, last_use = OrderedDict(), {}
+    for shot in range(4):
+        sessions[shot], _ = batched_session(4, cuts=CUTS, cache_frames=0)
+        check_batched(sessions[shot], [shot + 1], 4, CUTS)
+        assert sessions[shot].key_ahead.holds_blocks()
+        last_use[shot] = 10 * shot                    # requests 0, 10, 20, 30
+    drop_idle_run_ahead(sessions, last_use, now=30, idle=25)
+    assert [s.key_ahead.holds_blocks() for s in sessions.values()] == [False, True, True, True]
+    busy = threading.Event()
+    done = threading.Event()
+
+    def hold():
+        with sessions[1].lock:
+            busy.set()
+            done.wait(10)
+    t = threading.Thread(target=hold)
+    t.start()
+    busy.wait(10)
+    drop_idle_run_ahead(sessions, last_use, now=100, idle=25)
+    done.set()
+    t.join(10)
+    assert [s.key_ahead.holds_blocks() for s in sessions.values()] == [False, True, True, True]
+    drop_idle_run_ahead(sessions, last_use, now=100, idle=25)
+    assert [s.key_ahead.holds_blocks() for s in sessions.values()] == [False, False, True, True]
+    for shot, session in sessions.items():
+        check_batched(session, [shot + 2, shot + 3, N - 1, shot + 7], 4, CUTS)
+
+
+def test_copy_out_off_cuda_is_the_tensor_itself():
+    from vscolormnet.renderer import ClipRenderer
+    rgb = torch.rand(3, 5, 7)
+    out, conf = ClipRenderer._copy_out(None, rgb, torch.tensor(0.25))
+    assert out is rgb and conf == 0.25
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_cuda_copy_out_pinned_memory_is_not_per_thread():
+    """16 threads, one copy-out each, one after the other: the pinned blocks are reused (caching host
+    allocator), not kept per thread; the data arrives whole (the host waited for the copy)."""
+    from vscolormnet.renderer import ClipRenderer
+    dev = torch.device("cuda")
+    rgb = torch.rand(3, 270, 480, device=dev)
+    want = rgb.cpu()
+    outs, lock = [], threading.Lock()
+
+    def one():
+        with lock:
+            out, conf = ClipRenderer._copy_out(None, rgb * 1, torch.tensor(0.5, device=dev))
+            outs.append((torch.equal(out, want), conf, out.is_pinned()))
+            del out
+    ClipRenderer._copy_out(None, rgb, 0.5)
+    before = torch.cuda.host_memory_stats().get("allocated_bytes.current", 0)
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert outs == [(True, 0.5, True)] * 16
+    assert torch.cuda.host_memory_stats().get("allocated_bytes.current", 0) <= before + 2 * 4 * want.numel() + 4096
+
+
 # ---- CUDA: keys on a side stream, finite flags read late (the defaults there) -----------------
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")

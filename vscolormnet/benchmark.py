@@ -132,11 +132,13 @@ def _run_pass(be, config, reference, clip: _Clip, requested: int, key_batch: int
 
 def _key_batch(key_batch, device) -> int:
     import numbers
+
+    from .keyahead import MAX_KEY_BATCH, default_key_batch
     if key_batch is None:
-        from .keyahead import default_key_batch
         return int(default_key_batch(device))
-    if isinstance(key_batch, bool) or not isinstance(key_batch, numbers.Integral) or key_batch < 1:
-        raise ValueError(f"--key-batch must be a positive integer, got {key_batch!r}")
+    if isinstance(key_batch, bool) or not isinstance(key_batch, numbers.Integral) \
+            or not 1 <= key_batch <= MAX_KEY_BATCH:
+        raise ValueError(f"--key-batch must be an integer from 1 to {MAX_KEY_BATCH}, got {key_batch!r}")
     return int(key_batch)
 
 

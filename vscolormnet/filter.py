@@ -17,6 +17,7 @@ from .backends.spec import BackendError, from_name
 from .config import MemoryConfig
 from .core import REF_SCOPES
 from .geometry import DEFAULT_SIZE, check_size, inference_geometry
+from .keyahead import MAX_KEY_BATCH
 from .references import ReferenceError, load_references
 from .renderer import ClipRenderer
 from .shots import PlanError, make_plan
@@ -40,6 +41,16 @@ def _need_bool(value, name: str) -> bool:
 def _need_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise _err(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _need_key_batch(value) -> int | None:
+    """None (the device's default) or 1…``MAX_KEY_BATCH``: each block asks VapourSynth for its frames at once."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= int(value) <= MAX_KEY_BATCH:
+        raise _err(f"key_batch must be an integer from 1 to {MAX_KEY_BATCH} (or None for the device default), "
+                   f"got {value!r}")
     return int(value)
 
 
@@ -121,7 +132,7 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     key_batch:          encode_key of upcoming frames runs ahead in fixed, aligned blocks of
                         this many frames (a frame's result never depends on the request order);
                         None = the device's default (1 on CPU, where batching does not pay; 8 on
-                        CUDA). 1 turns run-ahead off.
+                        CUDA). 1 turns run-ahead off; at most 64.
     scene_reset:        clear working/long-term memory and the hidden state at frames whose
                         ``_SceneChangePrev`` is set (references stay). Always on with a
                         reference folder, whose index lists the cuts.
@@ -161,8 +172,7 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
         spec.check()
     except BackendError as e:
         raise _err(str(e)) from None
-    if key_batch is not None:
-        key_batch = _need_positive_int(key_batch, "key_batch")
+    key_batch = _need_key_batch(key_batch)
     scene_reset = _need_bool(scene_reset, "scene_reset")
     plan = make_plan(plan.cuts, clip.num_frames, extra=refs.cuts)
     ref_scope = ref_scope or ("shot" if plan.cuts else "clip")

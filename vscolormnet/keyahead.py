@@ -16,15 +16,22 @@ its keys) is enqueued on a side stream as soon as a frame of the current one has
 the main stream waits on its event only when it reads those frames. Tensors made on the side
 stream and read on the main one are marked with ``record_stream``.
 
+A run-ahead that fails (a frame that cannot be read, out of memory) is logged once and not
+retried by the later steps of the block; the frames' own requests compute the block (and report).
+
 Memory: at most two blocks per session, the one being read and the one ahead. Per frame at the
 512 preset, 560×336 padded (×4/3 at 560×448), float32: f16 3.0 MB + f8 6.0 MB + f4 12.0 MB
 (≈ 21 MB) + key and selection 0.4 MB + the input image 2.3 MB ≈ 24 MB, so about 380 MB for two
-blocks of 8 on a GPU.
+blocks of 8 on a GPU. The renderer keeps up to ``live_shots`` (8) sessions and drops the blocks
+of those not among the two latest and not asked for in ``RUN_AHEAD_IDLE`` requests
+(``renderer.drop_idle_run_ahead``); requests that keep more shots busy at once (random access
+across shots) can still hold two blocks for each live session.
 """
 from __future__ import annotations
 
 import logging
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +41,7 @@ from .backends.base import Backend, StageTimes
 
 log = logging.getLogger("vscolormnet")
 Fetch = Callable[[list[int]], list[tuple[torch.Tensor, bool]]]     # frames → [(image 1×3×Hp×Wp, cut)]
+MAX_KEY_BATCH = 64      # more would ask VapourSynth for hundreds of frames at once and hold GBs of keys
 
 
 def default_key_batch(device) -> int:
@@ -55,8 +63,8 @@ class KeyAhead:
 
     def __init__(self, backend: Backend, batch: int, start: int, stop: int, fetch: Fetch, anchors=(),
                  times: StageTimes | None = None, run_ahead: bool | None = None):
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"key_batch must be a positive integer, got {batch!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_KEY_BATCH:
+            raise ValueError(f"key_batch must be an integer from 1 to {MAX_KEY_BATCH}, got {batch!r}")
         self.backend = backend
         self.batch = batch
         self.start, self.stop = start, stop
@@ -68,7 +76,9 @@ class KeyAhead:
         self.run_ahead = batch > 1 and (cuda if run_ahead is None else bool(run_ahead))
         self._side = torch.cuda.Stream(self.device) if cuda and self.run_ahead else None
         self._blocks: dict[int, _Block] = {}           # first frame → block
-        self.batches: list[tuple[int, int]] = []       # diagnostics: (first, stop) of every batched call
+        self._failed_lo: int | None = None             # first frame of a block whose run-ahead failed
+        self.batches: deque[tuple[int, int]] = deque(maxlen=64)    # diagnostics: (first, stop) of the last calls
+        self.batched_calls = 0                         # diagnostics: every batched call
 
     def bounds(self, t: int) -> tuple[int, int]:
         """The block ``[first, stop)`` holding frame ``t``."""
@@ -88,6 +98,8 @@ class KeyAhead:
         block = self._blocks.get(lo)
         if block is None or t not in block.frames:
             block = self._blocks[lo] = self._compute(lo, hi, side=False)
+            if self._failed_lo == lo:
+                self._failed_lo = None
         if block.event is not None:
             torch.cuda.current_stream(self.device).wait_event(block.event)
         image, cut, keys = block.frames.pop(t)
@@ -101,7 +113,8 @@ class KeyAhead:
     def ahead(self, t: int) -> None:
         """After frame ``t``'s step: enqueue the next block (side stream), if run-ahead is on.
 
-        A failure here (a frame that cannot be read) is left for that frame's own request to report.
+        A failure here (a frame that cannot be read, out of memory) is logged once and the block is
+        not tried again ahead: its frames' own requests compute it (``get``) and report the error.
         """
         if not self.run_ahead:
             return
@@ -109,12 +122,14 @@ class KeyAhead:
         if hi >= self.stop:
             return
         lo, hi = self.bounds(hi)
-        if lo in self._blocks:
+        if lo in self._blocks or lo == self._failed_lo:
             return
         try:
             self._blocks[lo] = self._compute(lo, hi, side=True)
         except Exception as e:  # noqa: BLE001 - reported by the frame's own request
-            log.debug("key run-ahead of frames %d…%d failed: %s", lo, hi - 1, e)
+            self._failed_lo = lo
+            log.warning("key run-ahead of frames %d…%d failed (left to their own requests): %s: %s",
+                        lo, hi - 1, type(e).__name__, " ".join(str(e).split()))
 
     def nbytes(self) -> int:
         """Bytes held by the blocks (images and keys; batch tensors counted once)."""
@@ -129,8 +144,13 @@ class KeyAhead:
         return total
 
     def clear(self) -> None:
-        """Drop every block."""
+        """Drop every block (pure caches: results never depend on them)."""
         self._blocks.clear()
+        self._failed_lo = None
+
+    def holds_blocks(self) -> bool:
+        """Whether any block (and so device memory) is held."""
+        return bool(self._blocks)
 
     # ---- internals -----------------------------------------------------------------------
     def _keep(self, lo: int, hi: int) -> None:
@@ -158,6 +178,7 @@ class KeyAhead:
             for x in [image for image, _ in fetched] + list(outs):    # made on the side, read on main
                 x.record_stream(main)
         self.batches.append((lo, hi))
+        self.batched_calls += 1
         frames = {n: (image, cut, tuple(o[i:i + 1] for o in outs))
                   for i, (n, (image, cut)) in enumerate(zip(ns, fetched))}
         return _Block(frames, event)

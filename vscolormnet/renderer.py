@@ -15,11 +15,14 @@ VapourSynth threads asking for frames of different shots compute concurrently on
 shared network. At most ``live_shots`` sessions are kept (least recently used dropped): the
 memory of a film-length clip stays bounded by that, times ``max_snapshots`` states each.
 
-Nothing waits that need not: the sessions compute ``encode_key`` ahead in blocks of
-``key_batch`` frames (``keyahead``); the network's input frames are asked of VapourSynth a block
-ahead (``get_frame_async``) and converted on the backend's device; on CUDA a frame's only host
-wait is its copy-out (composed on the device, one non-blocking copy into this thread's pinned
-buffer), which also reads the step's finite flags and the confidence.
+Waits are kept off the frame's path where the order allows: the sessions compute ``encode_key``
+ahead in blocks of ``key_batch`` frames (``keyahead``); the network's input frames are asked of
+VapourSynth a block ahead (``get_frame_async``) and converted on the backend's device. On CUDA
+the host still waits for: each frame's copy-out (composed on the device, one non-blocking copy
+into a pinned buffer, which also brings the frame's finite flags and confidence); the previous
+step's finite flags, one step late (``ClipSession._step``); every unread flag before a restart
+(a seek); and, for a run-ahead block, a synchronous ``get_frame`` of its frames that
+VapourSynth has not delivered yet.
 """
 from __future__ import annotations
 
@@ -45,6 +48,27 @@ from .shots import ShotPlan
 
 log = logging.getLogger("vscolormnet")
 PROP = "ColorMNet_"
+RUN_AHEAD_IDLE = 32     # requests after which a session (not one of the two latest) drops its key blocks
+
+
+def drop_idle_run_ahead(sessions: OrderedDict, last_use: dict, now: int, idle: int | None = None) -> None:
+    """Bound the key blocks held across the live sessions (``sessions``: LRU order, latest last;
+    ``last_use``: shot → request count of its last use; ``now``: the current count).
+
+    A session other than the two latest, not asked for in ``idle`` requests, drops its run-ahead
+    blocks: pure caches (a frame's block is fixed, so they are recomputed bit-identically), and the
+    idle window keeps sessions served in turn (threads at a shot boundary) from recomputing theirs.
+    A session busy in another thread is left alone (its lock is not waited for)."""
+    idle = RUN_AHEAD_IDLE if idle is None else idle
+    for shot in list(sessions)[:-2]:
+        session = sessions[shot]
+        if now - last_use.get(shot, now) < idle or not session.key_ahead.holds_blocks():
+            continue
+        if session.lock.acquire(blocking=False):
+            try:
+                session.key_ahead.clear()
+            finally:
+                session.lock.release()
 
 
 def _release_all(leases: list) -> None:
@@ -85,7 +109,8 @@ class ClipRenderer:
         self._lock = threading.Lock()
         self._requested: OrderedDict[int, object] = OrderedDict()       # frame → get_frame_async future
         self._requested_lock = threading.Lock()
-        self._local = threading.local()     # per VapourSynth thread: the pinned copy-out buffer
+        self._uses = 0                      # session_for calls (requests), for drop_idle_run_ahead
+        self._last_use: dict[int, int] = {}                             # shot → self._uses at its last request
         self._leases = [network]
         self._finalizer = weakref.finalize(self, _release_all, self._leases)
 
@@ -176,14 +201,19 @@ class ClipRenderer:
                     self.max_snapshots, start=start, stop=stop, key_batch=self.key_batch,
                     get_images=self.network_inputs)
                 while len(self.sessions) > self.live_shots:
-                    self.sessions.popitem(last=False)
+                    self._last_use.pop(self.sessions.popitem(last=False)[0], None)
             self.sessions.move_to_end(shot)
+            self._uses += 1
+            self._last_use[shot] = self._uses
+            if len(self.sessions) > 2:
+                drop_idle_run_ahead(self.sessions, self._last_use, self._uses)
             return session
 
     def close(self) -> None:
         """Drop the sessions and give the shared network/backend back (also done when the node is freed)."""
         with self._lock:
             self.sessions.clear()
+            self._last_use.clear()
             self.propagator = None
         with self._requested_lock:
             self._requested.clear()
@@ -216,12 +246,14 @@ class ClipRenderer:
         props[PROP + "Confidence"] = confidence
         return out
 
-    def _copy_out(self, rgb: torch.Tensor, confidence) -> tuple[np.ndarray, float]:
-        """``3×H×W`` RGB and the confidence on the host. CUDA: packed on the device, one non-blocking
-        copy into this thread's pinned buffer, one wait (the frame's only one); the array is that
-        buffer, valid until this thread's next frame."""
+    def _copy_out(self, rgb: torch.Tensor, confidence) -> tuple[torch.Tensor, float]:
+        """``3×H×W`` RGB (a host tensor) and the confidence. CUDA: packed on the device, one
+        non-blocking copy into a pinned buffer allocated for this call, then a wait for that copy.
+        The buffer lives as long as the returned tensor (and any numpy view of it); freed, it goes
+        back to PyTorch's caching host allocator, so pinned memory is bounded by the copy-outs in
+        flight, not by the number of threads that ever rendered."""
         if rgb.device.type != "cuda":
-            return rgb.numpy(), float(confidence)
+            return rgb, float(confidence)
         size = rgb.numel()
         packed = torch.empty(size + 1, device=rgb.device, dtype=torch.float32)
         packed[:size].view_as(rgb).copy_(rgb)
@@ -229,14 +261,12 @@ class ClipRenderer:
             packed[size:].copy_(confidence.reshape(1))
         else:
             packed[size:].fill_(float(confidence))
-        host = getattr(self._local, "staging", None)
-        if host is None or host.numel() < size + 1:
-            host = self._local.staging = torch.empty(size + 1, dtype=torch.float32, pin_memory=True)
-            self._local.done = torch.cuda.Event()
-        host[:size + 1].copy_(packed, non_blocking=True)
-        self._local.done.record(torch.cuda.current_stream(rgb.device))
-        self._local.done.synchronize()
-        return host[:size].view(rgb.shape).numpy(), float(host[size])
+        host = torch.empty(size + 1, dtype=torch.float32, pin_memory=True)
+        host.copy_(packed, non_blocking=True)           # enqueued on the current stream, after `packed`
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(rgb.device))
+        done.synchronize()                              # the host reads `host` only after the copy
+        return host[:size].view(rgb.shape), float(host[size])
 
     def _ab_at_clip_size(self, ab_padded: torch.Tensor) -> torch.Tensor:
         """``1×2×Hp×Wp`` ab' → ``2×H×W`` at the clip size (cropped, then bilinear)."""

@@ -36,7 +36,7 @@ def add_arguments(p) -> None:  # noqa: D103
                         "12 on the CPU, 24 on CUDA)")
     p.add_argument("--key-batch", type=int, default=None, metavar="N",
                    help="frames whose keys are encoded in one batched call (1: no run-ahead; "
-                        "default: the device's, keyahead.default_key_batch)")
+                        "at most 64; default: the device's, keyahead.default_key_batch)")
     p.add_argument("--weights", default=None, metavar="CKPT", help="checkpoint (default: the downloaded one)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -93,6 +93,7 @@ def backend_error(backend: str, e: Exception) -> ValueError:
 
 def run(args) -> int:  # noqa: D103
     from ..backends import BackendError, resolve_spec
+    from ..keyahead import MAX_KEY_BATCH
     from ..weights import CheckpointError, resolve_weights
     from .colorize_frames import memory_config
     from .export import describe_geometry, geometry_from_args, positive_int, writable_dir
@@ -100,7 +101,8 @@ def run(args) -> int:  # noqa: D103
     if args.frames is not None and args.frames < 2:
         raise ValueError(f"--frames must be at least 2 (the first frame is not timed), got {args.frames}")
     positive_int(args.threads, "--threads")
-    positive_int(args.key_batch, "--key-batch")
+    if args.key_batch is not None and not 1 <= args.key_batch <= MAX_KEY_BATCH:
+        raise ValueError(f"--key-batch must be an integer from 1 to {MAX_KEY_BATCH}, got {args.key_batch}")
     if None not in (args.key_batch, args.frames) and args.frames <= args.key_batch and args.instances is None:
         raise ValueError(f"--frames must be more than --key-batch ({args.key_batch}): the first key batch is "
                          f"not timed, got {args.frames}")
