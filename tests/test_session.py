@@ -841,3 +841,11 @@ def test_parity_through_a_session_with_key_batch(parity_checkpoint):
     assert sorted(session.key_ahead.batches) == [(0, 4), (4, 8), (8, 12)]
     diff = np.abs(np.stack([ab[n] for n in range(len(frames))]) - np.load(d / "outputs.npz")["ab_pred"])
     assert diff.max() <= 1e-3 and diff.mean() <= 1e-5, (diff.max(), diff.mean())
+
+
+def test_default_key_batch_runs_ahead_only_for_torch_on_cuda():
+    """Graph backends take one frame per call on one stream: a block ahead would only queue there."""
+    from vscolormnet.keyahead import default_key_batch
+    assert default_key_batch("cuda") == default_key_batch("cuda:1", "torch") == 8
+    assert default_key_batch("cuda", "ort") == default_key_batch("cuda", "trt") == 1
+    assert default_key_batch("cpu") == default_key_batch("cpu", "ort") == 1

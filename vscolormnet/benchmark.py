@@ -130,12 +130,12 @@ def _run_pass(be, config, reference, clip: _Clip, requested: int, key_batch: int
     return {"elapsed": elapsed, "first_s": first_s, "syncs": syncs[0], "device_used": device_used}
 
 
-def _key_batch(key_batch, device) -> int:
+def _key_batch(key_batch, device, backend_name: str = "torch") -> int:
     import numbers
 
     from .keyahead import MAX_KEY_BATCH, default_key_batch
     if key_batch is None:
-        return int(default_key_batch(device))
+        return int(default_key_batch(device, backend_name))
     if isinstance(key_batch, bool) or not isinstance(key_batch, numbers.Integral) \
             or not 1 <= key_batch <= MAX_KEY_BATCH:
         raise ValueError(f"--key-batch must be an integer from 1 to {MAX_KEY_BATCH}, got {key_batch!r}")
@@ -184,7 +184,7 @@ def run_bench(*, backend="torch", size_wh=(512, 288), frames: int | None = None,
         if cuda:
             torch.cuda.synchronize(dev)
         load_s = time.perf_counter() - t0
-        kb = _key_batch(key_batch, dev)
+        kb = _key_batch(key_batch, dev, be.name)
         frames = kb + max(11, 2 * kb) if frames is None else frames
         if frames <= kb:
             raise ValueError(f"--frames must be more than --key-batch ({kb}): the first key batch is not "

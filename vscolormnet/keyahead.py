@@ -44,9 +44,14 @@ Fetch = Callable[[list[int]], list[tuple[torch.Tensor, bool]]]     # frames → 
 MAX_KEY_BATCH = 64      # more would ask VapourSynth for hundreds of frames at once and hold GBs of keys
 
 
-def default_key_batch(device) -> int:
-    """1 on CPU (measured: a batch of 4 costs 1.71 s/frame vs 1.59 one by one), 8 on CUDA."""
-    return 8 if torch.device(device).type == "cuda" else 1
+def default_key_batch(device, backend_name: str = "torch") -> int:
+    """8 for PyTorch on CUDA (batched ``encode_key`` on a side stream fills the GPU), else 1.
+
+    CPU: batching does not pay (measured: a batch of 4 costs 1.71 s/frame vs 1.59 one by one).
+    ONNX Runtime / TensorRT: their graphs take one frame, and every stage runs on the backend's one
+    stream under one lock, so a block ahead would only queue behind the frame being computed.
+    """
+    return 8 if torch.device(device).type == "cuda" and backend_name == "torch" else 1
 
 
 @dataclass

@@ -176,7 +176,7 @@ class ClipRenderer:
         backend = lease.value
         self.device = backend.device
         if self.key_batch is None:
-            self.key_batch = default_key_batch(self.device)
+            self.key_batch = default_key_batch(self.device, backend.name)
         refs = self._references()
         num_frames = self.rgb_small.num_frames
         prop = Propagator(backend, self.memory, refs, self.memory.long_term_usage_for(num_frames),
