@@ -7,9 +7,13 @@ order again, shuffled, and all frames in flight on 8 threads: max |Δ| against t
 run; the default key batch and the snapshots cut the clip at different frames); bench
 (``vscolormnet.benchmark.run_bench``) at 384/512 × fp32/fp16 × key batch 1/default on a
 1920x1080 source: fps, host syncs per frame, peak VRAM; ONNX Runtime CUDA and TensorRT rows when
-those packages are present. A row that cannot run says why; the exit status is 1 if any row
-FAILs or errors. The seeded checkpoint is rebuilt into a temporary folder (``--weights`` reuses
-one). Without CUDA: one "skipped" line, exit 0.
+those packages are present (parity of one case, fp32 and fp16, and a bench at that case's size,
+so TensorRT builds 12 engines, not 18), each only while ``--budget-s`` has room for it. A row that
+cannot run says why (and each row goes to stderr as it completes); the exit status is 1 if any row
+FAILs or errors, and the table is printed whatever happened before. The seeded checkpoint is
+rebuilt into a temporary folder (``--weights`` reuses one). Without CUDA: one "skipped" line, exit 0.
+torchvision must be importable (timm imports it); it must match the torch build, so it is never
+carried.
 
 For tests only: ``--device cpu`` (implies ``--quick``) runs the same code on the CPU with one parity
 case (no reduced precision), a 4-frame Colorize clip and a 2-frame bench at the native size of a
@@ -74,14 +78,25 @@ class Table:
         self.rows.append({"check": check, "case": case, "result": result, "verdict": verdict, "data": data})
         log.info("[%3.0f s] %s | %s | %s | %s", time.perf_counter() - self.t0, check, case, result, verdict)
 
-    def run(self, check: str, case: str, fn) -> None:
-        """Add the row ``fn()`` returns as ``(result, verdict, data)``; an exception is an ERROR row."""
+    def run(self, check: str, case: str, fn, need_s: float | None = None) -> None:
+        """Add the row ``fn()`` returns as ``(result, verdict, data)``; an exception is an ERROR row.
+        need_s: skip the row (n/a) when less of the time budget is left (the optional ORT/TensorRT rows)."""
+        if need_s is not None and (left := self.left_s()) < need_s:
+            self.add(check, case,
+                     f"skipped: time budget ({left:.0f} s of --budget-s left, the row needs ~{need_s:.0f} s)", "n/a")
+            return
         try:
             result, verdict, data = fn()
         except Exception as e:  # noqa: BLE001 - one broken row must not hide the others
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            result, verdict, data = f"{type(e).__name__}: {first}", "ERROR", {}
+            result, verdict, data = error_text(e), "ERROR", {}
         self.add(check, case, result, verdict, **data)
+
+    def section(self, check: str, fn) -> None:
+        """Run ``fn`` (which adds rows); an exception outside its rows (an import, a set-up) is one ERROR row."""
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - the rows after it and the table must still come
+            self.add(check, "-", error_text(e), "ERROR")
 
     def format(self) -> str:
         head = ("check", "case", "result", "verdict")
@@ -95,6 +110,12 @@ class Table:
         return any(r["verdict"] in ("FAIL", "ERROR") for r in self.rows)
 
 
+def error_text(e: BaseException) -> str:
+    """``Type: first line of the message`` (at most 160 characters of it)."""
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    return f"{type(e).__name__}: {first}"
+
+
 def _deviation(a, b) -> tuple[float, float]:
     import numpy as np
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
@@ -103,8 +124,10 @@ def _deviation(a, b) -> tuple[float, float]:
     return float(d.max()), float(d.mean())
 
 
-def parity_rows(table: Table, spec_of, label: str, weights, cases, reduced: tuple[str, ...]) -> None:
-    """Each case on ``spec_of('fp32')`` against the official outputs, then each reduced precision against it."""
+def parity_rows(table: Table, spec_of, label: str, weights, cases, reduced: tuple[str, ...],
+                need_s: float | None = None) -> None:
+    """Each case on ``spec_of('fp32')`` against the official outputs, then each reduced precision against it
+    (``need_s``: see ``Table.run``)."""
     import numpy as np
     from test_gpu import FP16_MAX, FP16_MEAN
     from test_parity import AB_MAX, AB_MEAN, case_paths, check_against_case
@@ -132,7 +155,7 @@ def parity_rows(table: Table, spec_of, label: str, weights, cases, reduced: tupl
                 verdict, why = "FAIL", "; " + str(e).splitlines()[0][:100]
             return (f"max abs Δab' {mx:.1e}, mean {mean:.1e} vs official (bound {AB_MAX:.0e}/{AB_MEAN:.0e}){why}",
                     verdict, {"max": mx, "mean": mean})
-        table.run(f"parity {label} fp32", case, exact)
+        table.run(f"parity {label} fp32", case, exact, need_s)
         for precision in reduced:
             def deviation(case=case, precision=precision):
                 if case not in fp32:
@@ -144,7 +167,7 @@ def parity_rows(table: Table, spec_of, label: str, weights, cases, reduced: tupl
                             "PASS" if ok else "FAIL", {"max": mx, "mean": mean})
                 return (f"max abs Δab' {mx:.1e}, mean {mean:.1e} vs our fp32 (no bound stated)",
                         "info" if np.isfinite(mx) else "FAIL", {"max": mx, "mean": mean})
-            table.run(f"{precision} vs fp32 {label}", case, deviation)
+            table.run(f"{precision} vs fp32 {label}", case, deviation, need_s)
 
 
 def order_rows(table: Table, device: str, weights, frames: int, precisions: tuple[str, ...]) -> None:
@@ -193,9 +216,9 @@ def order_rows(table: Table, device: str, weights, frames: int, precisions: tupl
 
 
 def bench_rows(table: Table, backend: str, device: str, weights, sizes, precisions, frames: int, source: str,
-               key_batches, options=None) -> None:
+               key_batches, options=None, need_s: float | None = None) -> None:
     """``run_bench`` per size × precision × key batch (None: the default): ``frames`` timed frames after the
-    first key batch; fps, host syncs per frame, peak VRAM."""
+    first key batch; fps, host syncs per frame, peak VRAM (``need_s``: see ``Table.run``)."""
     import torch
 
     from vscolormnet.benchmark import run_bench
@@ -220,16 +243,25 @@ def bench_rows(table: Table, backend: str, device: str, weights, sizes, precisio
                             f"{r['timed_frames']} timed frames", "info", keep)
                 label = f"{kb} (default)" if kb == default else str(kb)
                 table.run(f"bench {backend}-{device} {size} {precision} key-batch {label}",
-                          f"{source} → {g.padded_hw[1]}x{g.padded_hw[0]}", bench)
+                          f"{source} → {g.padded_hw[1]}x{g.padded_hw[0]}", bench, need_s)
+
+
+# Seconds of the budget a graph-backend row may take: a TensorRT parity row builds six engines; the
+# bench runs at the parity case's padded size, so it reuses the fp16 engines (and ORT its graphs).
+ROW_NEED_S = {("ort", "parity"): 60, ("ort", "bench"): 45, ("trt", "parity"): 150, ("trt", "bench"): 60}
 
 
 def graph_backend_rows(table: Table, weights, device: str, tmp: Path) -> None:
-    """ONNX Runtime CUDA and TensorRT: parity of the first case (fp32, fp16) and one bench, when present."""
+    """ONNX Runtime CUDA and TensorRT: parity of the first case (fp32, fp16) and one bench at its size, when
+    present; each row only while the budget has room for it (``ROW_NEED_S``)."""
     import importlib.util
+
+    from test_parity import case_paths
 
     from vscolormnet.backends import ORT, TRT
     from vscolormnet.backends.availability import ort_cuda_problem
     cases = ["blackswan_short"]
+    w, h = case_paths(cases[0])[1]["size_wh"]          # 224x129 → padded 224x224, as the parity rows
     for name, spec in (("ort", ORT), ("trt", TRT)):
         if name == "ort" and (why := ort_cuda_problem()):
             short = ("onnxruntime-gpu not installed" if importlib.util.find_spec("onnxruntime") is None
@@ -242,16 +274,14 @@ def graph_backend_rows(table: Table, weights, device: str, tmp: Path) -> None:
         if device != "cuda":
             table.add(f"{name}-cuda", "-", "installed; not run with --device cpu", "n/a")
             continue
-        if table.left_s() < 150:
-            table.add(f"{name}-cuda", "-", f"skipped: {table.left_s():.0f} s of the time budget left", "n/a")
-            continue
         dirs = {"onnx_dir": str(tmp / "onnx")}
         if name == "trt":
             dirs["engine_dir"] = str(tmp / "trt")
         extra = {} if name == "trt" else {"device": "cuda"}
         parity_rows(table, lambda p, s=spec, d=dirs, e=extra: s(precision=p, tf32=False, **e, **d), f"{name}-cuda",
-                    weights, cases, ("fp16",))
-        bench_rows(table, name, "cuda", weights, ["384"], ["fp16"], 16, "1920x1080", [None], options=dirs)
+                    weights, cases, ("fp16",), need_s=ROW_NEED_S[name, "parity"])
+        bench_rows(table, name, "cuda", weights, ["native"], ["fp16"], 16, f"{w}x{h}", [None], options=dirs,
+                   need_s=ROW_NEED_S[name, "bench"])
 
 
 def header(device: str) -> str:
@@ -259,8 +289,11 @@ def header(device: str) -> str:
 
     import torch
     if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        gpu = f"{props.name} ({props.total_memory / 2 ** 30:.0f} GiB), CUDA {torch.version.cuda}"
+        try:
+            props = torch.cuda.get_device_properties(0)
+            gpu = f"{props.name} ({props.total_memory / 2 ** 30:.0f} GiB), CUDA {torch.version.cuda}"
+        except Exception as e:  # noqa: BLE001 - a broken CUDA context must not hide the table
+            gpu = f"GPU ({error_text(e)}), CUDA {torch.version.cuda}"
     else:
         gpu = "CPU smoke run (for tests)"
     return f"gpu_check: {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
@@ -279,7 +312,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.add_argument("--weights", metavar="CKPT", help="use this seeded checkpoint instead of rebuilding it")
-    p.add_argument("--budget-s", type=float, default=420, help="skip the ORT/TensorRT rows past this (420)")
+    p.add_argument("--budget-s", type=float, default=420,
+                   help="start an ORT/TensorRT row only while this leaves it room (420)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--missing-deps", action="store_true", help=argparse.SUPPRESS)
@@ -305,43 +339,79 @@ def main(argv=None) -> int:
     if (missing := [d for _, d, _ in NEEDS if d in absent and d in ("timm", "scikit_image", "pytest")]):
         print(f"gpu_check: error: {', '.join(missing)} not installed (see the header of scripts/gpu_check.sh)")
         return 1
+    if why := torchvision_problem():
+        print(f"gpu_check: error: {why}")
+        return 1
     for path in (ROOT, ROOT / "tests"):
         sys.path.insert(0, str(path))
-    from test_parity import CASES
-
-    from vscolormnet.backends import Torch
     table = Table(args.budget_s)
     dev = args.device
-    quick = args.quick or dev == "cpu"               # the CPU run is a smoke test only
-    with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
-        tmp = Path(tmp)
-        weights = Path(args.weights) if args.weights else tmp / "colormnet_random_seed0.pth"
-        if not args.weights:
-            from vscolormnet.random_checkpoint import build
-            log.info("rebuilding the seeded checkpoint into %s", weights)
-            build(str(weights), seed=0)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
+            tmp = Path(tmp)
+            weights = checkpoint(table, args.weights, tmp)
+            if weights is not None:
+                all_rows(table, dev, weights, tmp, quick=args.quick or dev == "cpu")   # the CPU run: a smoke test
+    finally:              # the rows so far, also when a row raised past its guard (Ctrl-C, a bug here)
+        elapsed = time.perf_counter() - table.t0
+        print(header(dev))
+        print(table.format())
+        print(f"gpu_check: {'FAILED' if table.failed() else 'ok'} ({len(table.rows)} rows, {elapsed:.0f} s)")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"header": header(dev), "elapsed_s": round(elapsed, 1),
+                                                   "failed": table.failed(), "rows": table.rows}, indent=1))
+    return 1 if table.failed() else 0
+
+
+def torchvision_problem() -> str | None:
+    """timm (1.0.x) imports torchvision; it must match the torch build, so it is never carried as a wheel."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - a mismatched build fails with other errors than ImportError
+        import torch
+        return (f"torchvision is not importable by {sys.executable} ({error_text(e)}); timm needs it: install the "
+                f"torchvision build that matches torch {torch.__version__} (it cannot be carried in gpu_wheels/)")
+    return None
+
+
+def checkpoint(table: Table, given: str | None, tmp: Path) -> Path | None:
+    """``--weights``, or the seeded checkpoint rebuilt into ``tmp``; None (and an ERROR row) if that fails."""
+    if given:
+        return Path(given)
+    weights = tmp / "colormnet_random_seed0.pth"
+    try:
+        from vscolormnet.random_checkpoint import build
+        log.info("rebuilding the seeded checkpoint into %s", weights)
+        build(str(weights), seed=0)
+    except Exception as e:  # noqa: BLE001 - the header and the table must still come
+        table.add("seeded checkpoint", "rebuild (seed 0)", error_text(e), "ERROR")
+        return None
+    return weights
+
+
+def all_rows(table: Table, dev: str, weights: Path, tmp: Path, quick: bool) -> None:
+    """Every section; one that fails outside its rows is one ERROR row, and the next still runs."""
+    def parity():
+        from test_parity import CASES
+
+        from vscolormnet.backends import Torch
         # No reduced precision on the CPU: emulated bf16 (no AVX512-BF16) takes minutes per case there.
         reduced = ("fp16", "bf16") if dev == "cuda" else ()
         parity_rows(table, lambda precision: Torch(device=dev, precision=precision, tf32=False),
                     f"torch-{dev}" + (" (TF32 off)" if dev == "cuda" else ""), weights,
                     ["odd_size"] if quick else CASES, reduced)
-        # 20 frames: blocks of the default key batch (8 on CUDA) and snapshots (every 3) cut across each other.
-        order_rows(table, dev, weights, 4 if quick else 20, ("fp32",) if quick else ("fp32", "fp16"))
+
+    def bench():
         if quick:
             bench_rows(table, "torch", dev, weights, ["native"], ["fp32"], 1, "100x56", [1, None])
         else:
             bench_rows(table, "torch", dev, weights, ["384", "512"], ["fp32", "fp16"], 16, "1920x1080", [1, None])
-        graph_backend_rows(table, weights, dev, tmp)
-    print(header(dev))
-    print(table.format())
-    elapsed = time.perf_counter() - table.t0
-    verdict = "FAILED" if table.failed() else "ok"
-    print(f"gpu_check: {verdict} ({len(table.rows)} rows, {elapsed:.0f} s)")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"header": header(dev), "elapsed_s": round(elapsed, 1),
-                                               "failed": table.failed(), "rows": table.rows}, indent=1))
-    return 1 if table.failed() else 0
-
+    table.section(f"parity torch-{dev}", parity)
+    # 20 frames: blocks of the default key batch (8 on CUDA) and snapshots (every 3) cut across each other.
+    precisions = ("fp32",) if quick else ("fp32", "fp16")
+    table.section(f"order independence {dev}", lambda: order_rows(table, dev, weights, 4 if quick else 20, precisions))
+    table.section(f"bench torch-{dev}", bench)
+    table.section("ort/tensorrt", lambda: graph_backend_rows(table, weights, dev, tmp))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,15 +8,17 @@
 # on CUDA, bench fps at 384/512 fp32/fp16 with key batch 1 and the default (host syncs per frame,
 # peak VRAM), and ONNX Runtime CUDA / TensorRT rows when those are installed ("not installed"
 # otherwise). Exit 1 if a row FAILs or errors. Rebuilds the seeded checkpoint itself (~500 MB in
-# $TMPDIR). Estimated 2-4 minutes on an H200 (about 20 model loads dominate); ORT/TensorRT rows are
-# skipped when under 150 s of --budget-s (420 s) is left, so it ends within 8 minutes.
+# $TMPDIR). Estimated 2-4 minutes on an H200 (about 20 model loads dominate); each ORT/TensorRT row
+# starts only while --budget-s (420 s) leaves it room (a TensorRT parity row ~150 s: six engine
+# builds), else says "skipped: time budget", so it ends within 8 minutes.
 # Without a GPU: "gpu_check: skipped: CUDA is not available (...)", exit 0.
 # (--device cpu: the same code on the CPU, small; used by tests/test_scripts.py.)
 #
-# Needs: a python3 with PyTorch (CUDA build), numpy, pillow, scipy, scikit-image and pytest; set
-# PYTHON to choose the interpreter. NOT the project's venv, and nothing is downloaded. Missing
-# pure-Python/binary wheels are installed from gpu_wheels/ (or $GPU_WHEELS) into a temporary
-# --target folder, never into the interpreter's site-packages. Prepare that folder on a machine
+# Needs: a python3 with PyTorch (CUDA build) and the torchvision that matches it (timm imports it;
+# never carried), numpy, pillow, scipy, scikit-image and pytest; set PYTHON to choose the
+# interpreter. NOT the project's venv, and nothing is downloaded. Missing pure-Python/binary
+# wheels are installed from gpu_wheels/ (or $GPU_WHEELS) into a temporary --target folder, never
+# into the interpreter's site-packages. Prepare that folder on a machine
 # with network access, from the repository root (Python 3.12, x86_64 Linux target):
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

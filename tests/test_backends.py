@@ -241,3 +241,132 @@ def test_tensorrt_version_rule():
     assert trt_version_problem("9.3.0", "tensorrt-cu13") == (
         "backend 'trt' needs TensorRT >= 10, but TensorRT 9.3.0 (tensorrt-cu13) is installed: "
         "pip install -U \"tensorrt-cu13>=10.13\"")
+
+
+# ---- math mode around a whole step (TF32 is process-wide) and stage timing on the backend's GPU ----
+def test_fp32_mode_is_reentrant_in_one_thread_even_with_the_other_mode_waiting():
+    """A step holds the mode and its stage calls enter it again; a call of the other mode waiting meanwhile
+    must not deadlock that (it joins the holder's mode), and waits until the outer hold ends."""
+    import threading
+    import time
+
+    from vscolormnet.backends.torch_backend import Fp32Mode
+    before = Fp32Mode.current()
+    mode, events = Fp32Mode(), []
+    inside = threading.Event()
+
+    def other():
+        inside.wait(5)
+        with mode.hold(False):
+            events.append("other in")
+
+    t = threading.Thread(target=other)
+    t.start()
+    with mode.hold(True):
+        inside.set()
+        time.sleep(0.1)                                    # 'other' is waiting for the ieee mode now
+        with mode.hold(True):                              # a stage call inside the step
+            assert Fp32Mode.current() == ("tf32", "tf32")
+            events.append("nested")
+        with pytest.raises(RuntimeError, match="fp32 math mode 'ieee' asked for inside 'tf32'"):
+            with mode.hold(False):
+                pass
+        assert Fp32Mode.current() == ("tf32", "tf32")
+        events.append("outer out")
+    t.join(10)
+    assert not t.is_alive() and events == ["nested", "outer out", "other in"]
+    assert Fp32Mode.current() == before and not mode._active
+
+
+def test_torch_math_mode_holds_the_tf32_mode_on_cuda_only():
+    from vscolormnet.backends.torch_backend import Fp32Mode
+    before = Fp32Mode.current()
+    cpu, cuda = TorchBackend.__new__(TorchBackend), TorchBackend.__new__(TorchBackend)   # no network needed
+    cpu.device, cpu.tf32 = torch.device("cpu"), True
+    with cpu.math_mode():
+        assert Fp32Mode.current() == before                # the CPU has no process-wide mode: unchanged
+    cuda.device, cuda.tf32 = torch.device("cuda", 0), True  # the flags are plain process state: no GPU needed
+    with cuda.math_mode():
+        assert Fp32Mode.current() == ("tf32", "tf32")
+    assert Fp32Mode.current() == before
+
+
+def test_propagator_step_runs_inside_the_backends_math_mode(monkeypatch):
+    """The memory readout between the stages is device math too: the whole step holds the mode, once."""
+    from contextlib import contextmanager
+
+    from synthetic_backend import SyntheticBackend, synthetic_frame
+    from vscolormnet.config import MemoryConfig
+    from vscolormnet.core import Propagator, Reference
+    from vscolormnet.memory import MemoryManager
+
+    class ModeBackend(SyntheticBackend):
+        def __init__(self):
+            super().__init__()
+            self.depth, self.entries, self.outside = 0, 0, []
+
+        @contextmanager
+        def math_mode(self):
+            self.depth += 1
+            self.entries += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+
+        def _record(self, what):
+            if self.depth == 0:
+                self.outside.append(what)
+
+        def encode_key(self, image):
+            self._record("encode_key")
+            return super().encode_key(image)
+
+        def encode_value(self, *a):
+            self._record("encode_value")
+            return super().encode_value(*a)
+
+        def decode(self, *a):
+            self._record("decode")
+            return super().decode(*a)
+
+        def decode_update(self, *a):
+            self._record("decode_update")
+            return super().decode_update(*a)
+
+    be = ModeBackend()
+    read = MemoryManager.read
+
+    def watched_read(memory, *a, **kw):
+        be._record("memory.read")
+        return read(memory, *a, **kw)
+    monkeypatch.setattr(MemoryManager, "read", watched_read)
+    size = 64
+    ref = Reference(synthetic_frame(-1, size), 0.1 * torch.ones(1, 2, size, size), frame=None)
+    prop = Propagator(be, MemoryConfig(mem_every=2), [ref], count_long_term_usage=False)
+    assert be.entries == 1                                  # the reference encoding
+    state = prop.new_state()
+    for t in range(5):
+        prop.step(state, synthetic_frame(t, size), end=t == 4)
+    assert be.outside == [] and be.depth == 0 and be.entries == 1 + 5
+
+
+def test_stage_times_synchronise_the_backends_gpu(monkeypatch):
+    """``torch.cuda.synchronize()`` without a device waits for device 0, not for a backend on cuda:1."""
+    from synthetic_backend import SyntheticBackend, synthetic_frame
+    from vscolormnet.backends.base import StageTimes
+    from vscolormnet.config import MemoryConfig
+    from vscolormnet.core import Propagator, Reference
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    times = StageTimes(sync_cuda=True, device=torch.device("cuda", 1))
+    times.enabled = True
+    with times.measure("decode"):
+        pass
+    assert synced == [torch.device("cuda", 1)] * 2 and times.calls["decode"] == 1
+    be = SyntheticBackend()
+    be.device = torch.device("cuda", 1)                     # only read for the timing device here
+    times = StageTimes(sync_cuda=True)
+    ref = Reference(synthetic_frame(-1, 64), torch.zeros(1, 2, 64, 64), frame=None)
+    Propagator(be, MemoryConfig(), [ref], count_long_term_usage=False, times=times)
+    assert times.device == torch.device("cuda", 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import pytest
 
@@ -271,6 +272,52 @@ def test_stdout_to_stderr_protects_the_pipe(capfd):
     assert out == "frame data\n"
     assert "native library chatter" in err and "python chatter" in err
 
+
+
+def _same_file(fd_a: int, fd_b: int) -> bool:
+    a, b = os.fstat(fd_a), os.fstat(fd_b)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def test_stdout_to_stderr_is_reentrant_and_restores_after_overlapping_threads(capfd):
+    """The first thread in saves fd 1 and sys.stdout, the last one out restores them, whatever the order."""
+    import threading
+    original = os.dup(1)
+    sys_stdout = sys.stdout
+    try:
+        with stdout_to_stderr():
+            with stdout_to_stderr():                          # nested in one thread
+                assert _same_file(1, 2)
+            assert _same_file(1, 2) and sys.stdout is sys.stderr
+        assert _same_file(1, original) and sys.stdout is sys_stdout
+        # A enters, B enters, A leaves first (the order that used to leave fd 1 on stderr), B leaves.
+        a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+        seen = {}
+
+        def thread_a():
+            with stdout_to_stderr():
+                a_in.set()
+                b_in.wait(5)
+            a_out.set()
+
+        def thread_b():
+            a_in.wait(5)
+            with stdout_to_stderr():
+                b_in.set()
+                a_out.wait(5)
+                seen["b after a left"] = _same_file(1, 2)
+        threads = [threading.Thread(target=f) for f in (thread_a, thread_b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert seen == {"b after a left": True}          # A leaving did not end B's redirect
+        assert _same_file(1, original) and not _same_file(1, 2) and sys.stdout is sys_stdout
+        print("frame data")
+        out, _ = capfd.readouterr()
+        assert out == "frame data\n"
+    finally:
+        os.close(original)
 
 def test_file_sha256_is_memoised_but_tracks_changes(tmp_path):
     f = tmp_path / "m.onnx"

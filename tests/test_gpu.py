@@ -188,7 +188,34 @@ def test_ort_sessions_run_on_the_backends_stream_with_tf32_as_asked(tiny_weights
             opts = st.session.get_provider_options()["CUDAExecutionProvider"]
             assert opts.get("user_compute_stream") == str(handle) and opts.get("has_user_compute_stream") == "1"
             assert opts.get("use_tf32") == ("1" if tf32 else "0")
+            assert opts.get("arena_extend_strategy") in ("kSameAsRequested", "1")   # six arenas: no 2^n growth
+        assert be._run_options.get_run_config_entry("disable_synchronize_execution_providers") == "1"
         be.close()
+
+
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_stage_calls_only_enqueue(backend, tiny_weights, tiny_cache):
+    """A stage call returns before the GPU has done its work (run-ahead and deferred checks rely on it):
+    behind ~1 s of GPU sleep on the caller's stream, the call itself takes a small part of that."""
+    import time
+
+    import torch
+
+    from vscolormnet.graphs.check import random_inputs
+    be = tiny_backend(backend, tiny_weights, tiny_cache)
+    x = random_inputs("encode_key", HW, seed=5)[0].cuda()
+    for _ in range(2):                                  # warm-up: first runs may search kernels and allocate
+        be.encode_key(x)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    torch.cuda._sleep(2_000_000_000)
+    be.encode_key(x)
+    call_s = time.perf_counter() - t0
+    torch.cuda.synchronize()
+    total_s = time.perf_counter() - t0
+    assert total_s > 0.3, f"the GPU sleep was too short to tell ({total_s:.2f} s)"
+    assert call_s < 0.25 * total_s, f"{backend}: the call waited for the GPU ({call_s:.2f} s of {total_s:.2f} s)"
+    be.close()
 
 
 @pytest.mark.skipif(skip_reason("trt") is not None, reason=skip_reason("trt") or "")

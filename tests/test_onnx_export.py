@@ -159,6 +159,21 @@ def test_a_graph_that_disagrees_is_not_written(tiny_weights, tmp_path, monkeypat
     assert not list(tmp_path.rglob("*.onnx")) and not list(tmp_path.rglob("*.json"))
 
 
+def test_export_and_check_leave_file_descriptor_1_alone(tiny_weights, tmp_path, monkeypatch, capfd):
+    """An export may run while another node's frames stream to stdout (vspipe): it must not point
+    fd 1 elsewhere (a process-wide dup2), and nothing it prints may land there."""
+    import os
+
+    from vscolormnet.graphs import cache
+    calls = []
+    real_dup2 = os.dup2
+    monkeypatch.setattr(os, "dup2", lambda a, b, *r: (calls.append((a, b)), real_dup2(a, b, *r))[1])
+    cache.ensure_onnx(tiny_weights, "decode", HW, cache_dir=tmp_path, net=TinyNet())
+    assert list(tmp_path.rglob("*.onnx")), "the graph was exported"
+    assert not [c for c in calls if c[1] == 1], calls
+    assert capfd.readouterr().out == ""
+
+
 @pytest.fixture
 def tiny_cache(tiny_weights, tmp_path):
     """Two fp32 TinyNet graphs, freshly exported into a private cache folder."""

@@ -163,10 +163,43 @@ def test_cuda_provider_options_own_stream_and_exact_fp32():
     from vscolormnet.backends.ort_backend import cuda_provider_options
     opts = cuda_provider_options(1, 0x5A5A00, tf32=False)
     assert opts == {"device_id": "1", "user_compute_stream": str(0x5A5A00), "has_user_compute_stream": "1",
-                    "use_tf32": "0"}
+                    "use_tf32": "0", "arena_extend_strategy": "kSameAsRequested"}   # six arenas: no 2^n growth
     assert cuda_provider_options(0, 7, tf32=True)["use_tf32"] == "1"
     with pytest.raises(ValueError, match="non-default CUDA stream"):
         cuda_provider_options(0, 0, tf32=False)
+
+
+def test_cuda_runs_do_not_end_with_a_stream_synchronize():
+    """ORT's Run() ends with cudaStreamSynchronize unless the run options say not to (onnxruntime #12216);
+    the callers' streams are ordered after the backend's stream instead (``_run_cuda``)."""
+    from vscolormnet.backends.ort_backend import NO_SYNC_KEY, cuda_run_options
+    assert NO_SYNC_KEY == "disable_synchronize_execution_providers"
+    assert cuda_run_options().get_run_config_entry(NO_SYNC_KEY) == "1"
+
+
+@pytest.mark.onnx
+def test_cpu_sessions_leave_stdout_alone_and_log_through_ort(onnx_graphs, monkeypatch):
+    """Creating the sessions must not point fd 1 at stderr (frame data from other threads would go there);
+    ORT logs errors only, through its own logger (stderr). The CPU runs take no run options: unchanged."""
+    import onnxruntime as ort
+    dup2_calls = []
+    real_dup2 = os.dup2
+    monkeypatch.setattr(os, "dup2", lambda a, b, *rest: dup2_calls.append((a, b)) or real_dup2(a, b, *rest))
+    fd1 = os.fstat(1)
+    sessions = []
+    real_inference_session = ort.InferenceSession
+
+    def watched(*args, **kw):          # fd 1 as a session is being created
+        st = os.fstat(1)
+        sessions.append((st.st_dev, st.st_ino) == (fd1.st_dev, fd1.st_ino))
+        return real_inference_session(*args, **kw)
+    monkeypatch.setattr(ort, "InferenceSession", watched)
+    be = OrtBackend(onnx_graphs.weights, HW, options=OrtOptions(onnx_dir=onnx_graphs.cache_dir, num_threads=1))
+    assert sessions == [True] * len(STAGES) and dup2_calls == []
+    assert be._run_options is None
+    for st in be._stages.values():
+        assert st.session.get_session_options().log_severity_level == 3
+    be.close()
 
 
 def test_preloading_cuda_libraries_never_writes_to_stdout(capfd):

@@ -87,9 +87,9 @@ def ref_png(tmp_path_factory):
     (dict(precision="fp16"), r"precision='fp16' needs device='cuda'"),
     (dict(backend="ort", precision="bf16"), r"precision='bf16' is not available for backend 'ort'"),
     (dict(tf32=1), r"tf32 must be True or False, got 1"),
-    (dict(key_batch=0), r"key_batch must be a positive integer, got 0"),
-    (dict(key_batch=2.5), r"key_batch must be a positive integer, got 2.5"),
-    (dict(key_batch=True), r"key_batch must be a positive integer, got True"),
+    (dict(key_batch=0), r"key_batch must be an integer from 1 to \d+ \(or None for the device default\), got 0"),
+    (dict(key_batch=2.5), r"key_batch must be an integer from 1 to \d+ \(or None for the device default\), got 2.5"),
+    (dict(key_batch=True), r"key_batch must be an integer from 1 to \d+ \(or None for the device default\), got True"),
 ])
 def test_colorize_refuses_bad_values_at_call_time(ref_png, parity_checkpoint, kw, match):
     clip = vs.core.std.BlankClip(width=64, height=48, format=vs.GRAY8, length=2)
@@ -106,3 +106,36 @@ def test_commands_name_the_flags(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert "--precision bf16 is not available for --backend ort" in err, err
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Pretend one CUDA device of the given compute capability is visible (nothing runs on it)."""
+    import torch
+
+    def set_to(capability: tuple[int, int]):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    return set_to
+
+
+def test_bf16_on_cuda_needs_ampere(fake_gpu):
+    """Below compute capability 8.0 torch runs bf16 emulated (slower than fp16): refused in one line;
+    'auto' stays fp16 on such a card."""
+    from vscolormnet.commands.common import backend_flag_message
+    fake_gpu((7, 5))
+    with pytest.raises(BackendError) as info:
+        Torch(device="cuda", precision="bf16").check()
+    message = str(info.value)
+    assert message == ("precision='bf16' needs an NVIDIA GPU with compute capability 8.0 or newer (Ampere+); "
+                       "this GPU is 7.5: use 'fp16'")
+    assert backend_flag_message(message).startswith("--precision bf16 needs an NVIDIA GPU with compute capability")
+    auto = Torch(device="cuda", precision="auto")
+    auto.check()
+    assert auto.resolved_precision() == "fp16"
+    Torch(device="cuda", precision="fp16").check()
+    fake_gpu((8, 0))
+    Torch(device="cuda", precision="bf16").check()
+    fake_gpu((9, 0))
+    Torch(device="cuda", precision="bf16").check()

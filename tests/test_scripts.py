@@ -255,3 +255,58 @@ def test_gpu_check_cpu_smoke_prints_one_table(tmp_path, parity_checkpoint):
     for row in data["rows"]:
         assert row["check"] in r.stdout and row["verdict"] in r.stdout
     assert not list((tmp_path / "tmpdir").glob("gpu_check*")), "temporary folders left behind"
+
+
+def _gpu_check_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", SCRIPTS / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_rows_check_the_budget_and_a_failing_section_is_one_error_row(monkeypatch):
+    """Each optional row checks the time left before it starts (TensorRT builds engines per row); a section
+    that raises outside its rows is one ERROR row and the next sections still run."""
+    gc = _gpu_check_module()
+    table = gc.Table(budget_s=100)
+    left = iter([90.0, 5.0])                           # seconds of the budget left, one per row with need_s
+    monkeypatch.setattr(table, "left_s", lambda: next(left))
+    ran = []
+    table.run("trt parity", "case", lambda: ran.append(1) or ("ok", "PASS", {}), need_s=60)   # 90 s left: runs
+    table.run("trt bench", "case", lambda: ran.append(2) or ("ok", "info", {}), need_s=60)    # 5 s left: skipped
+    table.run("torch parity", "case", lambda: ran.append(3) or ("ok", "PASS", {}))            # no need: runs
+    assert ran == [1, 3]
+    skipped = table.rows[1]
+    assert skipped["verdict"] == "n/a" and skipped["result"].startswith("skipped: time budget (5 s")
+
+    def broken():
+        raise ImportError("No module named 'torchvision'")
+    table.section("parity torch-cuda", broken)
+    table.section("bench torch-cuda", lambda: table.add("bench torch-cuda 384", "-", "1 fps", "info"))
+    assert [r["check"] for r in table.rows[-2:]] == ["parity torch-cuda", "bench torch-cuda 384"]
+    assert table.rows[-2]["verdict"] == "ERROR" and "ImportError: No module named" in table.rows[-2]["result"]
+    assert table.failed() and table.format().count("\n") == len(table.rows) + 1
+
+
+def test_gpu_check_checkpoint_failure_is_an_error_row(tmp_path, monkeypatch):
+    gc = _gpu_check_module()
+    import vscolormnet.random_checkpoint as rc
+
+    def no_timm(out, seed=0):
+        raise ModuleNotFoundError("No module named 'torchvision'")
+    monkeypatch.setattr(rc, "build", no_timm)
+    table = gc.Table(budget_s=100)
+    assert gc.checkpoint(table, None, tmp_path) is None
+    assert [(r["check"], r["verdict"]) for r in table.rows] == [("seeded checkpoint", "ERROR")]
+    assert "torchvision" in table.rows[0]["result"]
+    assert gc.checkpoint(table, str(tmp_path / "given.pth"), tmp_path) == tmp_path / "given.pth"
+
+
+def test_gpu_check_names_a_missing_torchvision_in_one_line(monkeypatch):
+    gc = _gpu_check_module()
+    assert gc.torchvision_problem() is None
+    monkeypatch.setitem(sys.modules, "torchvision", None)          # import torchvision → ImportError
+    why = gc.torchvision_problem()
+    assert why.startswith("torchvision is not importable by ") and "\n" not in why
+    assert "matches torch" in why and "cannot be carried" in why

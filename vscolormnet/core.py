@@ -156,11 +156,14 @@ class Propagator:
         self.config = config
         self.count_long_term_usage = count_long_term_usage
         self.times = times or StageTimes()
+        if backend.device.type == "cuda" and self.times.device is None:
+            self.times.device = backend.device       # timing syncs the backend's GPU, not the current one
         self.ref_at_frame = {r.frame: i for i, r in enumerate(references) if r.frame is not None}
         self.references = references
         self.plan = plan
         self.ref_scope = ref_scope
-        self.bank = self._encode_references(references)     # (key, shrinkage, selection, value) per reference
+        with backend.math_mode():
+            self.bank = self._encode_references(references)     # (key, shrinkage, selection, value) per reference
         self._initial: dict[tuple[int, ...], PropagationState] = {}
         self._initial_lock = threading.Lock()
 
@@ -221,7 +224,14 @@ class Propagator:
         keys: the frame's six ``encode_key`` outputs when computed ahead (``keyahead``); None: computed here.
         defer_check: return the finite flags unread in ``StepResult.check`` instead of checking them
         now (a host sync on CUDA); the caller must read them before using the result or the state.
+        The whole step runs under ``backend.math_mode()``: the memory readout between the stages is
+        device math too, and must not depend on what another thread's stage call holds (TF32).
         """
+        with self.backend.math_mode():
+            return self._step(state, image, end, scene_reset, keys, defer_check)
+
+    def _step(self, state: PropagationState, image: torch.Tensor, end: bool, scene_reset: bool,
+              keys: tuple | None, defer_check: bool) -> StepResult:
         t = state.next_frame
         cfg, be, tm = self.config, self.backend, self.times
         if scene_reset and t > 0:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Callable
 
@@ -111,26 +112,67 @@ def file_lock(path: str | os.PathLike):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+class _StdoutGuard:
+    """Points file descriptor 1 and ``sys.stdout`` at stderr while any thread is inside ``stdout_to_stderr``.
+
+    Both are process-wide, so lock-protected and ref-counted: the first thread in saves them, the
+    last one out restores them, whatever order overlapping threads leave in. Frame data other
+    threads write to stdout meanwhile goes to stderr too, so keep the blocks short (an import, one call).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: int | None = None     # dup of the real fd 1 while _depth > 0 (None: no real fd 1)
+        self._sys_stdout = None
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._sys_stdout, sys.stdout = sys.stdout, sys.stderr
+                self._saved = None
+                try:
+                    sys.__stdout__.flush()
+                    saved = os.dup(1)
+                except (OSError, ValueError, AttributeError):  # no real fd 1 (embedded interpreters)
+                    pass
+                else:
+                    try:
+                        os.dup2(2, 1)
+                    except OSError:
+                        os.close(saved)
+                    else:
+                        self._saved = saved
+            self._depth += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth:
+                return
+            sys.stdout, self._sys_stdout = self._sys_stdout, None
+            if self._saved is not None:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    sys.__stdout__.flush()
+                os.dup2(self._saved, 1)
+                os.close(self._saved)
+                self._saved = None
+
+
+_STDOUT_GUARD = _StdoutGuard()
+
+
 @contextlib.contextmanager
 def stdout_to_stderr():
-    """Send everything written to stdout inside the block to stderr: ``sys.stdout`` and file descriptor 1
-    (native libraries that print must not touch stdout, which may carry frame data, e.g.
-    ``vspipe … - | ffmpeg``)."""
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            sys.__stdout__.flush()
-            saved = os.dup(1)
-        except (OSError, ValueError, AttributeError):  # no real fd 1 (embedded interpreters)
-            yield
-            return
-        try:
-            os.dup2(2, 1)
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                sys.__stdout__.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+    """Send what is written to stdout inside the block (``sys.stdout`` and file descriptor 1) to stderr:
+    stdout may carry frame data (``vspipe … - | ffmpeg``). Only for short calls that really print
+    (``import tensorrt``, ``onnxruntime.preload_dlls()``): both are process-wide, so what other threads
+    write to stdout meanwhile lands on stderr too. Re-entrant and thread-safe."""
+    _STDOUT_GUARD.enter()
+    try:
+        yield
+    finally:
+        _STDOUT_GUARD.exit()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

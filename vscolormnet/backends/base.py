@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -17,13 +17,23 @@ from ..stages import STAGES  # noqa: F401  (re-exported)
 
 
 class StageTimes:
-    """Accumulated wall time per named stage (synchronising CUDA when asked to)."""
+    """Accumulated wall time per named stage (synchronising CUDA when asked to).
 
-    def __init__(self, sync_cuda: bool = False):
+    device: the CUDA device to synchronise (None: the current one, which is device 0 in a thread
+    that never chose one). ``Propagator`` sets it to its backend's, so a backend on ``cuda:1`` is
+    not timed by waiting for device 0.
+    """
+
+    def __init__(self, sync_cuda: bool = False, device: torch.device | None = None):
         self.total = defaultdict(float)
         self.calls = defaultdict(int)
         self.sync_cuda = sync_cuda
+        self.device = device
         self.enabled = False
+
+    def _sync(self) -> None:
+        if self.sync_cuda:
+            torch.cuda.synchronize(self.device)
 
     @contextmanager
     def measure(self, name: str):
@@ -31,14 +41,12 @@ class StageTimes:
         if not self.enabled:
             yield
             return
-        if self.sync_cuda:
-            torch.cuda.synchronize()
+        self._sync()
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            if self.sync_cuda:
-                torch.cuda.synchronize()
+            self._sync()
             self.total[name] += time.perf_counter() - t0
             self.calls[name] += 1
 
@@ -63,6 +71,11 @@ class Backend:
     @fp16.setter
     def fp16(self, value: bool) -> None:
         self.precision = "fp16" if value else "fp32"
+
+    def math_mode(self):
+        """A context held around a whole ``Propagator.step`` for process-wide math settings the host code
+        between the stages must share (torch CUDA: the TF32 mode); nothing for the others."""
+        return nullcontext()
 
     def _run(self, stage: str, *inputs: torch.Tensor):  # pragma: no cover - interface
         """Run ``stage`` on ``inputs`` (in ``stages.INPUTS[stage]`` order); one tensor or a tuple."""

@@ -9,7 +9,11 @@ through host memory. The sessions run on a stream the backend owns (``user_compu
 torch's current stream is usually the legacy default stream, handle 0, which ONNX Runtime reads
 as "no user stream" and then runs on a stream of its own that does not wait for torch's kernels.
 Each run waits for the caller's current stream, and the caller's stream waits for the run, as in
-``trt_backend``. TF32 is off unless asked for (ONNX Runtime's CUDA default is on).
+``trt_backend``; so the run does not end with a host wait for the GPU (ONNX Runtime's default,
+onnxruntime #12216): ``disable_synchronize_execution_providers``. TF32 is off unless asked for
+(ONNX Runtime's CUDA default is on). Each session's CUDA arena grows by what is asked for, not to
+the next power of two (six sessions, six arenas). Session creation is not wrapped in a stdout
+guard: with ``log_severity_level`` set, ONNX Runtime logs through its logger, which writes to stderr.
 """
 from __future__ import annotations
 
@@ -64,7 +68,8 @@ class OrtOptions:
 
 
 def cuda_provider_options(device_index: int, stream_handle: int, tf32: bool) -> dict[str, str]:
-    """CUDA execution provider options: run on ``stream_handle`` (a ``cudaStream_t`` as an integer), TF32 as asked.
+    """CUDA execution provider options: run on ``stream_handle`` (a ``cudaStream_t`` as an integer), TF32 as asked,
+    the arena grown by what is asked for (``kSameAsRequested``; the default rounds up to a power of two).
 
     Handle 0 is refused: ONNX Runtime reads it as "no user stream" (onnxruntime #26609) and would
     run unordered with torch. ``has_user_compute_stream`` is derived from the handle by newer
@@ -73,7 +78,21 @@ def cuda_provider_options(device_index: int, stream_handle: int, tf32: bool) -> 
     if int(stream_handle) == 0:
         raise ValueError("ONNX Runtime needs a non-default CUDA stream (handle 0 means 'no user stream')")
     return {"device_id": str(int(device_index)), "user_compute_stream": str(int(stream_handle)),
-            "has_user_compute_stream": "1", "use_tf32": "1" if tf32 else "0"}
+            "has_user_compute_stream": "1", "use_tf32": "1" if tf32 else "0",
+            "arena_extend_strategy": "kSameAsRequested"}
+
+
+# RunOptions key (onnxruntime/core/session/run_options_config_keys.h): "1" = no cudaStreamSynchronize
+# at the end of each run. Safe here: the callers' streams wait for the backend's stream (``_run_cuda``).
+NO_SYNC_KEY = "disable_synchronize_execution_providers"
+
+
+def cuda_run_options():
+    """``RunOptions`` for the CUDA runs: no host wait for the GPU at the end of ``run_with_iobinding``."""
+    import onnxruntime as ort
+    run_options = ort.RunOptions()
+    run_options.add_run_config_entry(NO_SYNC_KEY, "1")
+    return run_options
 
 
 _PRELOADED = []
@@ -95,17 +114,18 @@ def preload_cuda_libraries() -> None:
 
 
 def _session(path, so, providers, rebuild):
-    """An ``InferenceSession`` on ``path``; a verified file that still does not load is rebuilt once."""
+    """An ``InferenceSession`` on ``path``; a verified file that still does not load is rebuilt once.
+
+    No stdout guard (it would send other threads' frame data to stderr for the whole creation):
+    ``so.log_severity_level`` is set, so ONNX Runtime logs through its logger, to stderr."""
     import onnxruntime as ort
     try:
-        with stdout_to_stderr():
-            return ort.InferenceSession(str(path), so, providers=providers)
+        return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidProtobuf types
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         manifest.discard(path, f"does not load in ONNX Runtime ({reason})")
     path = rebuild()
-    with stdout_to_stderr():
-        return ort.InferenceSession(str(path), so, providers=providers)
+    return ort.InferenceSession(str(path), so, providers=providers)
 
 
 class _Stage:
@@ -153,6 +173,7 @@ class OrtBackend(Backend):
         self.options = options
         self._lock = threading.Lock()
         self._stream = None
+        self._run_options = None                              # CUDA only: no sync at the end of a run
         precision = "fp16" if self.fp16 else "fp32"
         paths = export_graphs(weights, self.padded_hw, precisions=(precision,), cache_dir=options.onnx_dir,
                               net=net)
@@ -165,7 +186,7 @@ class OrtBackend(Backend):
         so.graph_optimization_level = ort_optimization_level(options.graph_optimization)
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
-        so.log_severity_level = 3
+        so.log_severity_level = 3            # errors only, through ORT's logger (stderr), never stdout
         if dev.type == "cpu":
             so.intra_op_num_threads = int(options.num_threads or torch.get_num_threads())
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin_wait else "0")
@@ -177,6 +198,7 @@ class OrtBackend(Backend):
             providers = [("CUDAExecutionProvider",
                           cuda_provider_options(dev.index, self._stream.cuda_stream, options.tf32)),
                          "CPUExecutionProvider"]
+            self._run_options = cuda_run_options()
         self._stages = {}
         for stage in STAGES:
             # The 225-window sum: ORT's memory pattern plans every window slice as live at once
@@ -215,7 +237,7 @@ class OrtBackend(Backend):
             for name, t in zip(st.outputs, outs):
                 binding.bind_output(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
             self._stream.wait_stream(caller)               # the inputs are written
-            st.session.run_with_iobinding(binding)
+            st.session.run_with_iobinding(binding, self._run_options)   # returns without waiting for the GPU
             for t in (*inputs, *outs):                       # torch must not reuse them before the run is done
                 t.record_stream(self._stream)
             caller.wait_stream(self._stream)               # the caller sees finished outputs

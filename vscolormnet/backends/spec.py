@@ -63,6 +63,18 @@ def _check_precision(spec, allowed: tuple[str, ...]) -> None:
                            f"{getattr(spec, 'device', 'cuda')!r} (it runs {', '.join(allowed)})")
 
 
+BF16_MIN_CAPABILITY = (8, 0)     # Ampere: below it torch runs bf16 emulated, slower than fp16
+
+
+def bf16_cuda_problem(device_id: int) -> str | None:
+    """Why bf16 should not run on CUDA device ``device_id`` (compute capability below 8.0), or None."""
+    major, minor = torch.cuda.get_device_capability(device_id)
+    if (major, minor) >= BF16_MIN_CAPABILITY:
+        return None
+    return (f"precision='bf16' needs an NVIDIA GPU with compute capability 8.0 or newer (Ampere+); "
+            f"this GPU is {major}.{minor}: use 'fp16'")
+
+
 def _resolve(precision, fp16: bool, device: str) -> str:
     """A concrete precision: None follows ``fp16``; ``'auto'`` is fp16 on CUDA, bf16 on a CPU with native bf16."""
     if precision is None:
@@ -82,13 +94,14 @@ class Torch:
     device:     ``'cpu'`` or ``'cuda'``.
     device_id:  CUDA device index (ignored on the CPU).
     fp16:       half precision on CUDA (same as ``precision='fp16'``; refused on the CPU).
-    precision:  ``'fp32'`` (default, the parity reference), ``'fp16'`` (CUDA), ``'bf16'`` (CUDA, or
-                a CPU; fast only with native bf16) or ``'auto'`` (fp16 on CUDA; bf16 on a CPU with
-                native bf16, else fp32). Reduced precision keeps the key projection, the attention
-                cores, every LayerNorm and the local-attention body in fp32.
+    precision:  ``'fp32'`` (default, the parity reference), ``'fp16'`` (CUDA), ``'bf16'`` (a GPU
+                with compute capability ≥ 8.0, below it emulated and refused; or a CPU, fast only
+                with native bf16) or ``'auto'`` (fp16 on CUDA; bf16 on a CPU with native bf16,
+                else fp32). Reduced precision keeps the key projection, the attention cores, every
+                LayerNorm and the local-attention body in fp32.
     tf32:       allow TF32 for fp32 matmuls and convolutions on CUDA (faster, ~1e-3 relative
-                error; off for parity checks). Process-wide in PyTorch: set per stage call and
-                restored when no call is in flight.
+                error; off for parity checks). Process-wide in PyTorch: held around each step
+                and restored when none is in flight.
     """
 
     name: ClassVar[str] = "torch"
@@ -114,6 +127,8 @@ class Torch:
         _check_precision(self, ("fp32", "fp16", "bf16") if self.device == "cuda" else ("fp32", "bf16"))
         if self.device == "cuda" and (why := cuda_problem(self.device_id)):
             raise BackendError(f"device='cuda': {why}; use device='cpu'")
+        if self.device == "cuda" and self.resolved_precision() == "bf16" and (why := bf16_cuda_problem(self.device_id)):
+            raise BackendError(why)
 
     def cache_key(self) -> tuple:
         """What makes two torch backends different (the size is not: one model serves all sizes)."""

@@ -9,11 +9,15 @@ TF32 (CUDA only) is process-wide in PyTorch: ``torch.backends.cuda.matmul.fp32_p
 ``torch.backends.cudnn.conv.fp32_precision`` (the current API; the legacy ``allow_tf32`` flags
 are headed for deprecation, and cuDNN's defaults to *on*). ``Fp32Mode`` sets both for the
 duration of each CUDA stage call ('ieee' with ``tf32=False``: exact fp32, 'tf32' with
-``tf32=True``) and puts back what was there when no call is in flight. Calls that want the same
-mode run concurrently; a call that wants the other mode waits until those in flight finish (so
-two backends in one process that disagree serialise against each other, never against
-themselves). While a call runs, code elsewhere in the process sees our setting, and PyTorch's
-legacy getters (``allow_tf32``) may raise its "mix of the legacy and new APIs" error.
+``tf32=True``) and puts back what was there when no call is in flight. ``math_mode()`` holds the
+same mode around a whole ``Propagator.step``, so the memory readout between the stages (torch
+matmuls on the device) runs in the backend's mode too, not in whatever mode another thread's
+stage call happens to hold. Calls that want the same mode run concurrently, and a thread that
+holds a mode may enter it again (the stage calls inside a step); a call that wants the other mode
+waits until those in flight finish (so two backends in one process that disagree serialise
+against each other, never against themselves). While a call runs, code elsewhere in the process
+sees our setting, and PyTorch's legacy getters (``allow_tf32``) may raise its "mix of the legacy
+and new APIs" error.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class Fp32Mode:
         self._active = 0
         self._waiting = {"ieee": 0, "tf32": 0}
         self._saved: tuple[str, str] | None = None
+        self._held = threading.local()     # .mode: what this thread holds (None: nothing)
 
     @staticmethod
     def current() -> tuple[str, str]:
@@ -52,9 +57,19 @@ class Fp32Mode:
 
     @contextlib.contextmanager
     def hold(self, tf32: bool):
-        """Run the enclosed CUDA work with TF32 allowed (``tf32``) or exact fp32."""
+        """Run the enclosed CUDA work with TF32 allowed (``tf32``) or exact fp32.
+
+        Re-entrant in one thread for the same mode (it is already set: no wait, which could deadlock
+        behind a waiting call of the other mode); the other mode inside it is a ``RuntimeError``.
+        """
         mode = "tf32" if tf32 else "ieee"
         other = "ieee" if tf32 else "tf32"
+        held = getattr(self._held, "mode", None)
+        if held is not None:
+            if held != mode:
+                raise RuntimeError(f"fp32 math mode {mode!r} asked for inside {held!r} in the same thread")
+            yield
+            return
         with self._cond:
             self._waiting[mode] += 1
             # join calls in flight in our mode unless the other mode is waiting (it would starve)
@@ -66,9 +81,11 @@ class Fp32Mode:
                 self._set(mode, mode)
                 self._mode = mode
             self._active += 1
+        self._held.mode = mode
         try:
             yield
         finally:
+            self._held.mode = None
             with self._cond:
                 self._active -= 1
                 if not self._active:
@@ -118,12 +135,13 @@ class TorchBackend(Backend):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _math_mode(self):
+    def math_mode(self):
+        """CUDA: hold the backend's fp32 math mode (``Fp32Mode``); the CPU has no process-wide mode."""
         return FP32_MODE.hold(self.tf32) if self.device.type == "cuda" else contextlib.nullcontext()
 
     def _run(self, stage: str, *inputs):
         inputs = tuple(a.to(self.device, torch.float32) for a in inputs)
-        with torch.inference_mode(), self._math_mode(), self._autocast():
+        with torch.inference_mode(), self.math_mode(), self._autocast():
             out = getattr(self.model, stage)(*inputs)
         if isinstance(out, tuple):
             return tuple(o.float() for o in out)

@@ -277,36 +277,36 @@ class TrtBackend(Backend):
 
     # ---- build and load --------------------------------------------------------------------
     def _deserialize(self, data: bytes):
-        with stdout_to_stderr():
-            engine = self.runtime.deserialize_cuda_engine(data)
+        engine = self.runtime.deserialize_cuda_engine(data)     # messages go to self._logger, not stdout
         if engine is None:
             raise RuntimeError("deserialize_cuda_engine returned None")
         return engine
 
     def _build(self, onnx_file, key: EngineKey, log_file) -> bytes:
+        """Parse and build with our logger and progress monitor (both off stdout), without a stdout guard:
+        that would send other threads' frame data to stderr for the minutes a build takes."""
         trt = self.trt
         logger = _make_logger(trt, log_file)
         log_file.write(f"# {key.filename()}\n# onnx: {onnx_file}\n")
-        with stdout_to_stderr():
-            builder = trt.Builder(logger)
-            network = builder.create_network(self.network_flags)
-            parser = trt.OnnxParser(network, logger)
-            if not parser.parse_from_file(str(onnx_file)):
-                errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-                raise RuntimeError(f"TensorRT could not parse {onnx_file}: {errors}")
-            config = builder.create_builder_config()
-            if key.workspace_mib:
-                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(key.workspace_mib) << 20)
-            config.builder_optimization_level = int(key.optimization_level)
-            _set_tf32(trt, config, key.tf32)
-            progress = _make_progress(trt, f"{key.stage} {key.padded_hw[1]}x{key.padded_hw[0]} {key.precision}")
-            if progress is not None:
-                config.progress_monitor = progress
-            timing_path = self.cache.timing_cache_path(key.trt_version, key.gpu_name)
-            timing = None
-            if self.options.timing_cache:
-                timing = self._timing_cache(config, timing_path)
-            serialized = builder.build_serialized_network(network, config)
+        builder = trt.Builder(logger)
+        network = builder.create_network(self.network_flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_file)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse {onnx_file}: {errors}")
+        config = builder.create_builder_config()
+        if key.workspace_mib:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(key.workspace_mib) << 20)
+        config.builder_optimization_level = int(key.optimization_level)
+        _set_tf32(trt, config, key.tf32)
+        progress = _make_progress(trt, f"{key.stage} {key.padded_hw[1]}x{key.padded_hw[0]} {key.precision}")
+        if progress is not None:
+            config.progress_monitor = progress
+        timing_path = self.cache.timing_cache_path(key.trt_version, key.gpu_name)
+        timing = None
+        if self.options.timing_cache:
+            timing = self._timing_cache(config, timing_path)
+        serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build {key.filename()}")
         if timing is not None:

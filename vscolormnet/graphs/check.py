@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..fileutil import stdout_to_stderr
 from ..model import ColorMNet
 from ..stages import INPUTS, OUTPUTS, tensor_shapes
 from .trace import StageModule
@@ -42,17 +41,16 @@ def ort_optimization_level(name: str):
 
 
 def ort_session(model, threads: int | None = None, optimization: str = "all", providers=None):
-    """An ONNX Runtime session (CPU by default) on a path or serialized bytes; native chatter goes to stderr."""
+    """An ONNX Runtime session (CPU by default) on a path or serialized bytes (ORT logs errors only, to stderr)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads or torch.get_num_threads())
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort_optimization_level(optimization)
-    so.log_severity_level = 3
-    with stdout_to_stderr():
-        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
-                                    providers=providers or ["CPUExecutionProvider"])
+    so.log_severity_level = 3          # ORT logs errors only, through its logger (stderr)
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                providers=providers or ["CPUExecutionProvider"])
 
 
 # ---- inputs ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import warnings
 from functools import partial
 
@@ -21,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fileutil import stdout_to_stderr
 from ..model import ColorMNet
 from ..model.blocks import LayerNorm2d
 from ..model.dinov2 import PATCH
@@ -86,7 +86,9 @@ def export_graph(net: ColorMNet, stage: str, padded_hw: tuple[int, int]):
     gen = torch.Generator().manual_seed(0)
     args = tuple(torch.randn(shapes[name], generator=gen) for name in INPUTS[stage])
     buf = io.BytesIO()
-    with traceable(net, padded_hw), torch.no_grad(), warnings.catch_warnings(), stdout_to_stderr():
+    # Python-level only: fd 1 may be carrying another node's frames (vspipe) during a minutes-long export.
+    with traceable(net, padded_hw), torch.no_grad(), warnings.catch_warnings(), \
+            contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")   # DeprecationWarning (legacy exporter), TracerWarning, folding notes
         torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
                           input_names=list(INPUTS[stage]), output_names=list(OUTPUTS[stage]),
