@@ -144,7 +144,6 @@ class _Pipeline:
         self.outputs: queue.Queue = queue.Queue(WRITE_BEHIND)
         self.write_error: BaseException | None = None
         self._main = threading.get_ident()                 # the thread that runs the network
-        self._times_lock = threading.Lock()
         self.threads = [threading.Thread(target=self._read, name="vscolormnet-frames-reader", daemon=True)]
         if out_dir is not None:
             self.threads.append(threading.Thread(target=self._write, name="vscolormnet-frames-writer", daemon=True))
@@ -215,7 +214,7 @@ class _Pipeline:
                 if rgb.shape[:2] != (h, w):
                     raise ImageError(f"frame {path} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h} "
                                      "like the first frame")
-                with self._measure("colour_conversion"):
+                with self.times.measure("colour_conversion", sync=False):
                     L = lab_float32(rgb, self.dev)[0]
                     image = network_image(L)
                 if not self._put(self.inputs, (L, image)):
@@ -228,7 +227,7 @@ class _Pipeline:
         try:
             while (item := self._get(self.outputs)) is not None:
                 path, L, ab = item
-                with self._measure("colour_conversion"):
+                with self.times.measure("colour_conversion", sync=False):
                     out = compose_rgb(L, ab)
                 atomic_write(Path(self.out_dir) / f"{path.stem}.png", _png_bytes(out))
         except BaseException as e:
@@ -260,20 +259,6 @@ class _Pipeline:
     def _raise_if_main(self) -> None:
         if threading.get_ident() == self._main:
             raise self.write_error or RuntimeError("colorize-frames: the frame pipeline stopped")
-
-    @contextlib.contextmanager
-    def _measure(self, name: str):
-        """``StageTimes`` is not thread-safe: time here, add under a lock."""
-        if not self.times.enabled:
-            yield
-            return
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            with self._times_lock:
-                self.times.total[name] += time.perf_counter() - t0
-                self.times.calls[name] += 1
 
 
 def _lower_priority() -> None:

@@ -159,10 +159,10 @@ class ClipRenderer:
         out = []
         for i, img in enumerate(self.refs.images):
             if img.dtype == np.uint8:
-                rgb = color.uint8_to_unit(img)
+                lab = color.lab_float32(img, self.device)         # the uint8 pixels cross to the device
             else:
                 rgb = torch.from_numpy(img.astype(np.float64)).permute(2, 0, 1)
-            lab = color.lab_from_unit_rgb(rgb.to(self.device))
+                lab = color.lab_from_unit_rgb(rgb.to(self.device))
             frame = None if self.refs.frames is None else self.refs.frames[i]
             # A reference of a clip frame takes its key from that frame's own L (official default mode).
             image = color.network_image(lab[0]) if frame is None else self.network_input(frame)[0]

@@ -7,6 +7,7 @@ are float32 torch tensors on ``backend.device``; a backend may compute in fp16 i
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager, nullcontext
@@ -17,7 +18,8 @@ from ..stages import STAGES  # noqa: F401  (re-exported)
 
 
 class StageTimes:
-    """Accumulated wall time per named stage (synchronising CUDA when asked to).
+    """Accumulated wall time per named stage (synchronising CUDA when asked to); thread-safe, so
+    helper threads (``frames``' reader and writer) add to the same table as the network's.
 
     device: the CUDA device to synchronise (None: the current one, which is device 0 in a thread
     that never chose one). ``Propagator`` sets it to its backend's, so a backend on ``cuda:1`` is
@@ -30,25 +32,31 @@ class StageTimes:
         self.sync_cuda = sync_cuda
         self.device = device
         self.enabled = False
+        self._lock = threading.Lock()
 
     def _sync(self) -> None:
         if self.sync_cuda:
             torch.cuda.synchronize(self.device)
 
     @contextmanager
-    def measure(self, name: str):
-        """Time the enclosed block under ``name`` (no-op unless enabled)."""
+    def measure(self, name: str, sync: bool = True):
+        """Time the enclosed block under ``name`` (no-op unless enabled). ``sync=False``: never wait for
+        the GPU (host-side work in a helper thread, which must not stall on the network's kernels)."""
         if not self.enabled:
             yield
             return
-        self._sync()
+        if sync:
+            self._sync()
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            self._sync()
-            self.total[name] += time.perf_counter() - t0
-            self.calls[name] += 1
+            if sync:
+                self._sync()
+            elapsed = time.perf_counter() - t0
+            with self._lock:
+                self.total[name] += elapsed
+                self.calls[name] += 1
 
 
 class Backend:
