@@ -357,9 +357,10 @@ def main(argv=None) -> int:
         print(header(dev))
         print(table.format())
         print(f"gpu_check: {'FAILED' if table.failed() else 'ok'} ({len(table.rows)} rows, {elapsed:.0f} s)")
-        if args.json:
-            Path(args.json).write_text(json.dumps({"header": header(dev), "elapsed_s": round(elapsed, 1),
-                                                   "failed": table.failed(), "rows": table.rows}, indent=1))
+        if args.json:               # temp name + rename: a killed run leaves no torn report
+            from vscolormnet.fileutil import atomic_write_text
+            atomic_write_text(args.json, json.dumps({"header": header(dev), "elapsed_s": round(elapsed, 1),
+                                                     "failed": table.failed(), "rows": table.rows}, indent=1))
     return 1 if table.failed() else 0
 
 
