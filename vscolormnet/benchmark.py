@@ -130,16 +130,22 @@ def _run_pass(be, config, reference, clip: _Clip, requested: int, key_batch: int
     return {"elapsed": elapsed, "first_s": first_s, "syncs": syncs[0], "device_used": device_used}
 
 
-def _key_batch(key_batch, device, backend_name: str = "torch") -> int:
+def check_key_batch(key_batch) -> int:
+    """``--key-batch`` as an int in 1…``MAX_KEY_BATCH``, or a one-line ``ValueError`` naming the flag."""
     import numbers
 
-    from .keyahead import MAX_KEY_BATCH, default_key_batch
-    if key_batch is None:
-        return int(default_key_batch(device, backend_name))
+    from .keyahead import MAX_KEY_BATCH
     if isinstance(key_batch, bool) or not isinstance(key_batch, numbers.Integral) \
             or not 1 <= key_batch <= MAX_KEY_BATCH:
         raise ValueError(f"--key-batch must be an integer from 1 to {MAX_KEY_BATCH}, got {key_batch!r}")
     return int(key_batch)
+
+
+def _key_batch(key_batch, device, backend_name: str = "torch") -> int:
+    from .keyahead import default_key_batch
+    if key_batch is None:
+        return int(default_key_batch(device, backend_name))
+    return check_key_batch(key_batch)
 
 
 def run_bench(*, backend="torch", size_wh=(512, 288), frames: int | None = None, device: str | None = "cpu",
@@ -165,7 +171,7 @@ def run_bench(*, backend="torch", size_wh=(512, 288), frames: int | None = None,
     if frames is not None and frames < 2:
         raise ValueError(f"--frames must be at least 2 (the first frame is not timed), got {frames}")
     if key_batch is not None:
-        _key_batch(key_batch, None)
+        check_key_batch(key_batch)
     if threads is not None:
         if threads < 1:
             raise ValueError(f"--threads must be a positive integer, got {threads}")

@@ -93,7 +93,7 @@ def backend_error(backend: str, e: Exception) -> ValueError:
 
 def run(args) -> int:  # noqa: D103
     from ..backends import BackendError, resolve_spec
-    from ..keyahead import MAX_KEY_BATCH
+    from ..benchmark import check_key_batch
     from ..weights import CheckpointError, resolve_weights
     from .colorize_frames import memory_config
     from .export import describe_geometry, geometry_from_args, positive_int, writable_dir
@@ -101,8 +101,8 @@ def run(args) -> int:  # noqa: D103
     if args.frames is not None and args.frames < 2:
         raise ValueError(f"--frames must be at least 2 (the first frame is not timed), got {args.frames}")
     positive_int(args.threads, "--threads")
-    if args.key_batch is not None and not 1 <= args.key_batch <= MAX_KEY_BATCH:
-        raise ValueError(f"--key-batch must be an integer from 1 to {MAX_KEY_BATCH}, got {args.key_batch}")
+    if args.key_batch is not None:
+        check_key_batch(args.key_batch)
     if None not in (args.key_batch, args.frames) and args.frames <= args.key_batch and args.instances is None:
         raise ValueError(f"--frames must be more than --key-batch ({args.key_batch}): the first key batch is "
                          f"not timed, got {args.frames}")
