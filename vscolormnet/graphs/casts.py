@@ -127,33 +127,16 @@ def _apply_aliases(graph, alias: dict[str, str], inits: set[str]) -> None:
     graph.node.extend(keep)
 
 
-def _remove_dead(graph) -> None:
-    needed = {o.name for o in graph.output}
-    live = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            live.append(node)
-            needed.update(n for n in node.input if n)
-    live.reverse()
-    if len(live) != len(graph.node):
-        del graph.node[:]
-        graph.node.extend(live)
-    inits = [i for i in graph.initializer if i.name in needed]
-    if len(inits) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(inits)
-
-
 def remove_redundant_casts(model, originals: dict | None = None):
     """Apply the rules of the module docstring until nothing changes (``originals``: from
     ``shared_fp32_initializers`` on the fp32 model); in place, returns ``model``."""
-    from .optimise import infer_value_info
+    from .optimise import infer_value_info, remove_dead
     infer_value_info(model)                  # the type of every Cast's source
     graph = model.graph
     for _ in range(16):
         if not _rewrite_once(graph, originals or {}):
             break
-    _remove_dead(graph)
+    remove_dead(graph)
     names = {n for node in graph.node for n in node.output} | {i.name for i in graph.initializer}
     keep_vi = [vi for vi in graph.value_info if vi.name in names]
     del graph.value_info[:]

@@ -85,23 +85,29 @@ def fold_constants(model, max_elements: int = 1 << 24):
             proto = numpy_helper.from_array(val, name)
             init_protos[name] = proto
             new_inits.append(proto)
-    # dead-code elimination, from the outputs back
-    needed = {o.name for o in graph.output}
-    live = []
-    for node in reversed(kept):
-        if any(o in needed for o in node.output):
-            live.append(node)
-            needed.update(n for n in node.input if n)
-    live.reverse()
-    inits = [i for i in list(graph.initializer) + new_inits if i.name in needed]
-    del graph.node[:]
-    graph.node.extend(live)
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    needed = remove_dead(graph, kept, new_inits)
     keep_vi = [vi for vi in graph.value_info if vi.name in needed and vi.name not in init_protos]
     del graph.value_info[:]
     graph.value_info.extend(keep_vi)
     return model
+
+
+def remove_dead(graph, nodes=None, extra_initializers=()) -> set[str]:
+    """Keep only the nodes (of ``nodes``, default the graph's, in order) that feed a graph output, and the
+    initializers (the graph's, then ``extra_initializers``) they read; returns the names still read."""
+    needed = {o.name for o in graph.output}
+    live = []
+    for node in reversed(list(graph.node) if nodes is None else nodes):
+        if any(o in needed for o in node.output):
+            live.append(node)
+            needed.update(n for n in node.input if n)
+    live.reverse()
+    inits = [i for i in list(graph.initializer) + list(extra_initializers) if i.name in needed]
+    del graph.node[:]
+    graph.node.extend(live)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    return needed
 
 
 def simplify(model):
