@@ -131,8 +131,8 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     tf32:               allow TF32 for fp32 maths on NVIDIA GPUs (default False: exact fp32).
     key_batch:          encode_key of upcoming frames runs ahead in fixed, aligned blocks of
                         this many frames (a frame's result never depends on the request order);
-                        None = the device's default (1 on CPU, where batching does not pay; 8 on
-                        CUDA). 1 turns run-ahead off; at most 64.
+                        None = the default (8 for torch on CUDA; 1 on CPU, where batching does
+                        not pay, and for ONNX Runtime / TensorRT). 1 turns run-ahead off; at most 64.
     scene_reset:        clear working/long-term memory and the hidden state at frames whose
                         ``_SceneChangePrev`` is set (references stay). Always on with a
                         reference folder, whose index lists the cuts.
