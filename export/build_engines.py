@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None) -> int:
     from vscolormnet.backends import BackendError, resolve_spec
-    from vscolormnet.backends.trt_backend import TrtOptions, build_engines
+    from vscolormnet.backends.trt_backend import build_engines
     from vscolormnet.commands.export import (add_geometry_arguments, describe_geometry, geometry_from_args,
                                              writable_dir)
-    from vscolormnet.weights import resolve_weights
+    from vscolormnet.weights.checkpoint import resolve_weights
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,18 +38,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         geometry = geometry_from_args(args)
-        options = TrtOptions(engine_dir=writable_dir(args.engine_dir, "--engine-dir"),
-                             onnx_dir=writable_dir(args.onnx_dir, "--onnx-dir"), workspace_mib=args.workspace_mib,
-                             optimization_level=args.optimization_level)
         try:
-            resolve_spec("trt", device_id=args.device_id, fp16=args.fp16, workspace_mib=args.workspace_mib,
-                         optimization_level=args.optimization_level)
+            spec = resolve_spec("trt", device_id=args.device_id, fp16=args.fp16, workspace_mib=args.workspace_mib,
+                                optimization_level=args.optimization_level,
+                                engine_dir=writable_dir(args.engine_dir, "--engine-dir"),
+                                onnx_dir=writable_dir(args.onnx_dir, "--onnx-dir"))
         except BackendError as e:
             raise ValueError(f"--backend trt: {e}") from None
         weights = resolve_weights(args.weights)
         print(f"build_engines: --size {args.size}: {describe_geometry(geometry)}", file=sys.stderr)
-        paths = build_engines(weights, geometry.padded_hw, device_id=args.device_id, fp16=args.fp16,
-                              options=options)
+        paths = build_engines(spec, weights, geometry.padded_hw)
     except ValueError as e:
         print(f"build_engines: error: {e}", file=sys.stderr)
         return 2

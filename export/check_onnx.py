@@ -9,7 +9,7 @@
 Runs every cached graph of that size on random inputs and on real activations (from IMG or a
 synthetic picture) and prints max |Δ| per output and whether the file matches its checksum
 manifest; exits 1 if any is beyond the tolerance (fp32: 1e-4·max(1, |ref|); fp16: see
-vscolormnet.graphs.check.FP16_TOLERANCE), 2 on a bad argument.
+vscolormnet.backends.graphs.check.FP16_TOLERANCE), 2 on a bad argument.
 """
 import argparse
 import logging
@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None) -> int:
     from vscolormnet.commands.export import add_geometry_arguments, describe_geometry, geometry_from_args
-    from vscolormnet.graphs import manifest
-    from vscolormnet.graphs.cache import onnx_path
-    from vscolormnet.graphs.check import check_graph, real_inputs
-    from vscolormnet.images import read_rgb
-    from vscolormnet.stages import STAGES
-    from vscolormnet.weights import load_model, resolve_weights
+    from vscolormnet.backends.graphs import manifest
+    from vscolormnet.backends.graphs.cache import onnx_path
+    from vscolormnet.backends.graphs.check import check_graph, real_inputs
+    from vscolormnet.media.images import read_rgb
+    from vscolormnet.model.stages import STAGES
+    from vscolormnet.weights.checkpoint import load_model, resolve_weights
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export ColorMNet's stage graphs to ONNX for one size, checked against PyTorch.
 
-Thin wrapper over ``python -m vscolormnet export`` (``vscolormnet.graphs.cache.export_graphs``):
+Thin wrapper over ``python -m vscolormnet export`` (``vscolormnet.backends.graphs.cache.export_graphs``):
 
     python export/export_onnx.py --size 512 [--source 1440x1080] --precision both [--weights CKPT] [--onnx-dir DIR]
 """

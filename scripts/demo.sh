@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE=1 PATH="$ROOT/.venv/bin:$PATH"
 PY="$ROOT/.venv/bin/python"
 OUT="$ROOT/demo"
 mkdir -p "$OUT"
-"$PY" -m vscolormnet.sample "$OUT"
+"$PY" -m vscolormnet.weights.sample "$OUT"
 
 WEIGHTS="${VSCOLORMNET_WEIGHTS:-}"
 if [ -z "$WEIGHTS" ]; then
@@ -24,7 +24,7 @@ if [ -z "$WEIGHTS" ]; then
         CACHE="${VSCOLORMNET_TEST_CACHE:-$HOME/.cache/vscolormnet-tests}"
         mkdir -p "$CACHE"
         WEIGHTS="$CACHE/colormnet_random_seed0.pth"
-        [ -f "$WEIGHTS" ] || "$PY" -m vscolormnet.random_checkpoint "$WEIGHTS"
+        [ -f "$WEIGHTS" ] || "$PY" -m vscolormnet.weights.seeded "$WEIGHTS"
     fi
 fi
 "$PY" -m vscolormnet colorize "$OUT/sample_gray.mp4" --ref "$OUT/reference.png" -o "$OUT/colorized.mp4" \

@@ -1,11 +1,11 @@
 """Verify the GPU path in one command and print one table (run through scripts/gpu_check.sh).
 
 Rows: parity of every case in tests/data/parity on PyTorch CUDA fp32 with TF32 off (the bounds
-of tests/test_parity.py); fp16 and bf16 deviation from our CUDA fp32 (fp16 against the bound of
-tests/test_gpu.py); order independence through ``Colorize`` on a 20-frame clip (a fresh node in
+of vscolormnet/weights/parity.py); fp16 and bf16 deviation from our CUDA fp32 (fp16 against the bound of
+the same module); order independence through ``Colorize`` on a 20-frame clip (a fresh node in
 order again, shuffled, and all frames in flight on 8 threads: max |Δ| against the first in-order
 run; the default key batch and the snapshots cut the clip at different frames); bench
-(``vscolormnet.benchmark.run_bench``) at 384/512 × fp32/fp16 × key batch 1/default on a
+(``vscolormnet.runtime.benchmark.run_bench``) at 384/512 × fp32/fp16 × key batch 1/default on a
 1920x1080 source: fps, host syncs per frame, peak VRAM; ONNX Runtime CUDA and TensorRT rows when
 those packages are present (parity of one case, fp32 and fp16, and a bench at that case's size,
 so TensorRT builds 12 engines, not 18), each only while ``--budget-s`` has room for it. A row that
@@ -34,6 +34,7 @@ from pathlib import Path
 
 T0 = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
+CASES_DIR = ROOT / "tests" / "data" / "parity"      # data only: nothing is imported from tests/
 NEEDS = (("timm", "timm", "1.0.20"), ("platformdirs", "platformdirs", "3"), ("vapoursynth", "vapoursynth", "74"),
          ("skimage", "scikit_image", "0.22"), ("pytest", "pytest", "8"))   # (module, wheel name, minimum)
 log = logging.getLogger("gpu_check")
@@ -129,30 +130,25 @@ def parity_rows(table: Table, spec_of, label: str, weights, cases, reduced: tupl
     """Each case on ``spec_of('fp32')`` against the official outputs, then each reduced precision against it
     (``need_s``: see ``Table.run``)."""
     import numpy as np
-    from test_gpu import FP16_MAX, FP16_MEAN
-    from test_parity import AB_MAX, AB_MEAN, case_paths, check_against_case
-
-    from vscolormnet.frames import colorize_frames
+    from vscolormnet.runtime.frames import colorize_frames
+    from vscolormnet.weights.parity import AB_MAX, AB_MEAN, FP16_MAX, FP16_MEAN, load_case, parity_problems
 
     def run(case, precision):
-        _, cfg, frames_dir, ref = case_paths(case)
-        return colorize_frames(frames_dir, ref, weights, None, first_frame_is_ref=not cfg["first_frame_not_exemplar"],
+        c = load_case(CASES_DIR / case)
+        return colorize_frames(c.frames_dir, c.ref, weights, None, first_frame_is_ref=c.first_frame_is_ref,
                                backend=spec_of(precision), device=None, device_id=None, fp16=None, progress=False)
     for case in cases:
         fp32 = {}
 
         def exact(case=case):
             res = fp32[case] = run(case, "fp32")
-            d, _, _, _ = case_paths(case)
-            mx, mean = _deviation(res.ab_pred, np.load(d / "outputs.npz")["ab_pred"])
-            try:
-                check_against_case(case, res.ab_pred, {"work_mem_size": res.work_mem_size,
-                                                       "long_mem_size": res.long_mem_size,
-                                                       "n_consolidations": res.n_consolidations,
-                                                       "n_obsolete_removals": res.n_obsolete_removals})
-                verdict, why = "PASS", ""
-            except AssertionError as e:
-                verdict, why = "FAIL", "; " + str(e).splitlines()[0][:100]
+            c = load_case(CASES_DIR / case)
+            mx, mean = _deviation(res.ab_pred, c.expected()["ab_pred"])
+            problems = parity_problems(c, res.ab_pred, {"work_mem_size": res.work_mem_size,
+                                                        "long_mem_size": res.long_mem_size,
+                                                        "n_consolidations": res.n_consolidations,
+                                                        "n_obsolete_removals": res.n_obsolete_removals})
+            verdict, why = ("FAIL", "; " + problems[0][:100]) if problems else ("PASS", "")
             return (f"max abs Δab' {mx:.1e}, mean {mean:.1e} vs official (bound {AB_MAX:.0e}/{AB_MEAN:.0e}){why}",
                     verdict, {"max": mx, "mean": mean})
         table.run(f"parity {label} fp32", case, exact, need_s)
@@ -178,7 +174,7 @@ def order_rows(table: Table, device: str, weights, frames: int, precisions: tupl
         table.add("order independence (Colorize)", device, "vapoursynth not installed", "n/a")
         return
     import numpy as np
-    from vs_helpers import clip_in_format, colour_reference, planes
+    from vscolormnet.vs.synthetic import clip_in_format, colour_reference, planes
 
     import vscolormnet as colormnet
     core = vs.core
@@ -221,9 +217,9 @@ def bench_rows(table: Table, backend: str, device: str, weights, sizes, precisio
     first key batch; fps, host syncs per frame, peak VRAM (``need_s``: see ``Table.run``)."""
     import torch
 
-    from vscolormnet.benchmark import run_bench
-    from vscolormnet.geometry import inference_geometry, parse_source_size
-    from vscolormnet.keyahead import default_key_batch
+    from vscolormnet.runtime.benchmark import run_bench
+    from vscolormnet.runtime.geometry import inference_geometry, parse_source_size
+    from vscolormnet.runtime.keyahead import default_key_batch
     default = default_key_batch(torch.device(device))
     key_batches = list(dict.fromkeys(default if kb is None else kb for kb in key_batches))
     for size in sizes:
@@ -256,12 +252,11 @@ def graph_backend_rows(table: Table, weights, device: str, tmp: Path) -> None:
     present; each row only while the budget has room for it (``ROW_NEED_S``)."""
     import importlib.util
 
-    from test_parity import case_paths
-
     from vscolormnet.backends import ORT, TRT
+    from vscolormnet.weights.parity import load_case
     from vscolormnet.backends.availability import ort_cuda_problem
     cases = ["blackswan_short"]
-    w, h = case_paths(cases[0])[1]["size_wh"]          # 224x129 → padded 224x224, as the parity rows
+    w, h = load_case(CASES_DIR / cases[0]).config["size_wh"]          # 224x129 → padded 224x224, as the parity rows
     for name, spec in (("ort", ORT), ("trt", TRT)):
         if name == "ort" and (why := ort_cuda_problem()):
             short = ("onnxruntime-gpu not installed" if importlib.util.find_spec("onnxruntime") is None
@@ -342,8 +337,7 @@ def main(argv=None) -> int:
     if why := torchvision_problem():
         print(f"gpu_check: error: {why}")
         return 1
-    for path in (ROOT, ROOT / "tests"):
-        sys.path.insert(0, str(path))
+    sys.path.insert(0, str(ROOT))
     table = Table(args.budget_s)
     dev = args.device
     try:
@@ -358,7 +352,7 @@ def main(argv=None) -> int:
         print(table.format())
         print(f"gpu_check: {'FAILED' if table.failed() else 'ok'} ({len(table.rows)} rows, {elapsed:.0f} s)")
         if args.json:               # temp name + rename: a killed run leaves no torn report
-            from vscolormnet.fileutil import atomic_write_text
+            from vscolormnet.util.files import atomic_write_text
             atomic_write_text(args.json, json.dumps({"header": header(dev), "elapsed_s": round(elapsed, 1),
                                                      "failed": table.failed(), "rows": table.rows}, indent=1))
     return 1 if table.failed() else 0
@@ -381,7 +375,7 @@ def checkpoint(table: Table, given: str | None, tmp: Path) -> Path | None:
         return Path(given)
     weights = tmp / "colormnet_random_seed0.pth"
     try:
-        from vscolormnet.random_checkpoint import build
+        from vscolormnet.weights.seeded import build
         log.info("rebuilding the seeded checkpoint into %s", weights)
         build(str(weights), seed=0)
     except Exception as e:  # noqa: BLE001 - the header and the table must still come
@@ -393,8 +387,7 @@ def checkpoint(table: Table, given: str | None, tmp: Path) -> Path | None:
 def all_rows(table: Table, dev: str, weights: Path, tmp: Path, quick: bool) -> None:
     """Every section; one that fails outside its rows is one ERROR row, and the next still runs."""
     def parity():
-        from test_parity import CASES
-
+        CASES = sorted(p.name for p in CASES_DIR.iterdir())
         from vscolormnet.backends import Torch
         # No reduced precision on the CPU: emulated bf16 (no AVX512-BF16) takes minutes per case there.
         reduced = ("fp16", "bf16") if dev == "cuda" else ()

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vscolormnet.stages import KEY_DIM, NUM_OBJECTS, VALUE_DIM
+from vscolormnet.model.stages import KEY_DIM, NUM_OBJECTS, VALUE_DIM
 
 HW = (112, 112)                    # (Hp, Wp): the smallest padded size
 SOURCE_FOR_HW = "100x56"           # a source whose native size pads to HW (for the CLI tests)
@@ -48,8 +48,8 @@ class ExportedGraphs:
 def onnx_graphs(parity_checkpoint, tmp_path_factory) -> ExportedGraphs:
     """fp32 + fp16 graphs of every stage at 112×112, exported and checked once per session."""
     if "graphs" not in _MEMO:
-        from vscolormnet.graphs.cache import export_graphs
-        from vscolormnet.weights import load_model
+        from vscolormnet.backends.graphs.cache import export_graphs
+        from vscolormnet.weights.checkpoint import load_model
         cache_dir = tmp_path_factory.getbasetemp() / "onnx-cache"
         cache_dir.mkdir(exist_ok=True)
         net = load_model(parity_checkpoint)
@@ -138,8 +138,8 @@ def tiny_weights(tmp_path_factory) -> Path:
 # ---- command-line error cases shared by the export and bench tests ----------------------------------
 def no_expensive_work(monkeypatch):
     """Make loading the network or exporting a graph fail the test (errors must come before them)."""
-    from vscolormnet import weights
-    from vscolormnet.graphs import cache
+    from vscolormnet.weights import checkpoint as weights
+    from vscolormnet.backends.graphs import cache
     monkeypatch.setattr(weights, "load_model", lambda *a, **k: pytest.fail("loaded the network"))
     monkeypatch.setattr(cache, "export_graphs", lambda *a, **k: pytest.fail("started an export"))
 

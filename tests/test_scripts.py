@@ -161,7 +161,7 @@ def test_demo_offline_fallback_on_a_fresh_home(tmp_path):
     and nothing reaches stdout."""
     body = """case "$*" in
   *"vscolormnet verify"*|*"vscolormnet download"*) exit 1 ;;
-  *"vscolormnet.random_checkpoint "*) [ -d "$(dirname "$3")" ] || exit 9; : > "$3" ;;
+  *"vscolormnet.weights.seeded "*) [ -d "$(dirname "$3")" ] || exit 9; : > "$3" ;;
 esac
 echo "stub python wrote to stdout"; exit 0"""
     repo = _stub_checkout(tmp_path, body)
@@ -180,7 +180,7 @@ echo "stub python wrote to stdout"; exit 0"""
 def test_random_checkpoint_build_makes_folders_and_writes_atomically(tmp_path, monkeypatch):
     import torch
 
-    from vscolormnet import random_checkpoint
+    from vscolormnet.weights import seeded as random_checkpoint
     monkeypatch.setattr(random_checkpoint, "make_state_dict", lambda seed=0: {"w": torch.arange(4.0)})
     out = tmp_path / "new" / "nested" / "ck.pth"
     digest = random_checkpoint.build(out, seed=1)
@@ -291,7 +291,7 @@ def test_gpu_check_rows_check_the_budget_and_a_failing_section_is_one_error_row(
 
 def test_gpu_check_checkpoint_failure_is_an_error_row(tmp_path, monkeypatch):
     gc = _gpu_check_module()
-    import vscolormnet.random_checkpoint as rc
+    import vscolormnet.weights.seeded as rc
 
     def no_timm(out, seed=0):
         raise ModuleNotFoundError("No module named 'torchvision'")

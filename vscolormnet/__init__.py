@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["Colorize", "MemoryConfig", "Torch", "ORT", "TRT", "Auto", "__version__"]
-_LAZY = {"Colorize": "filter", "MemoryConfig": "config", "Torch": "backends.spec", "ORT": "backends.spec",
+_LAZY = {"Colorize": "vs.filter", "MemoryConfig": "runtime.config", "Torch": "backends.spec", "ORT": "backends.spec",
          "TRT": "backends.spec", "Auto": "backends.spec"}
 
 

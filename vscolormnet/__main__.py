@@ -2,7 +2,8 @@
 
 A command module provides ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 Nothing is written to stdout except what a command is asked to print (e.g. ``--json``).
-A user's mistake is one line naming the flag (exit 2); a failure after work began is one line
+Exit codes and messages come from ``util.cli.run_cli`` (shared with ``python -m vscolormnet.film``):
+a user's mistake is one line naming the flag (exit 2); a failure after work began is one line
 (exit 1); Ctrl-C/SIGTERM exit 130/143 after cleanup; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
@@ -12,9 +13,8 @@ import importlib
 import logging
 import os
 import sys
-import traceback
 
-from .commands.common import CommandError, Terminated, error_line, sigterm_as_interrupt
+from .util.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, run_cli
 
 COMMANDS = {
     "colorize-frames": "vscolormnet.commands.colorize_frames",
@@ -35,39 +35,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _is_user_error(e: BaseException) -> bool:
-    return isinstance(e, (ValueError, OSError)) or (type(e).__name__ == "Error"
-                                                    and type(e).__module__ == "vapoursynth")
-
-
-def _run(name: str, module, args) -> int:
-    try:
-        with sigterm_as_interrupt():
-            return int(module.run(args) or 0)
-    except KeyboardInterrupt as e:
-        code = 143 if isinstance(e, Terminated) else 130
-        print(f"{name}: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr, flush=True)
-        return code
-    except CommandError as e:
-        print(f"{name}: error: {e}", file=sys.stderr, flush=True)
-        return 1
-    except Exception as e:
-        if not _is_user_error(e):
-            raise
-        line, user = error_line(e)
-        if not user:             # a bug inside a frame callback: VapourSynth carries its traceback
-            traceback.print_exc()
-            print(f"{name}: error: {line}", file=sys.stderr, flush=True)
-            return 1
-        print(f"{name}: error: {line}", file=sys.stderr, flush=True)
-        return 2 if isinstance(e, (ValueError, FileNotFoundError)) or type(e).__name__ == "Error" else 1
-
-
 def _exit_now_if_frames_in_flight(code: int) -> None:
     """After an interrupt or a failed render, VapourSynth would finish the frames in flight before
     the interpreter exits (minutes for a slow network); everything is cleaned up, so leave at once."""
-    encode = sys.modules.get("vscolormnet.encode")
-    if code in (130, 143) or (code != 0 and encode is not None and encode.ABANDONED.is_set()):
+    encode = sys.modules.get("vscolormnet.media.encode")
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) or (code != 0 and encode is not None and encode.ABANDONED.is_set()):
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -99,7 +71,8 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
     args = parser.parse_args(argv)
-    code = _run(args.command, modules[args.command], args)
+    module = modules[args.command]
+    code = run_cli(args.command, lambda: module.run(args))
     if argv is None:
         _exit_now_if_frames_in_flight(code)
     return code

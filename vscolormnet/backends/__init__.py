@@ -2,7 +2,7 @@
 
 ``spec.py`` holds the public dataclasses (``Torch``, ``ORT``, ``TRT``, ``Auto``); ``base.py`` the
 runtime interface; one module per runtime. ``Colorize`` shares loaded backends across nodes
-through ``vscolormnet.shared``; ``create_backend`` builds a private one (commands, tests).
+through ``vscolormnet.runtime.shared``; ``create_backend`` builds a private one (commands, tests).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def create_backend(backend="torch", *, weights=None, padded_hw=None, device=None
 
     weights: checkpoint path (None = the downloaded default); padded_hw: ``(Hp, Wp)`` for graph backends.
     """
-    from ..weights import load_model, resolve_weights
+    from ..weights.checkpoint import load_model, resolve_weights
     spec = resolve_spec(backend, device=device, device_id=device_id, fp16=fp16, precision=precision, tf32=tf32,
                         **options)
     path = resolve_weights(weights)

@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from ..stages import STAGES  # noqa: F401  (re-exported)
+from ..model.stages import STAGES  # noqa: F401  (re-exported)
 
 
 class StageTimes:

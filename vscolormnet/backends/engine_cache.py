@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, TypeVar
 
-from ..fileutil import atomic_write, choose_writable_dir, file_lock, temp_cache_dir, user_cache_dir
-from ..graphs import manifest
+from ..util.files import atomic_write, choose_writable_dir, file_lock, temp_cache_dir, user_cache_dir
+from .graphs import manifest
 
 log = logging.getLogger("vscolormnet")
 T = TypeVar("T")

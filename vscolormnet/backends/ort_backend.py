@@ -1,6 +1,6 @@
 """ONNX Runtime backend: one ``InferenceSession`` per stage graph, CPU or CUDA.
 
-The graphs come from ``vscolormnet.graphs.cache`` (exported and checked on first use, cached
+The graphs come from ``vscolormnet.backends.graphs.cache`` (exported and checked on first use, cached
 per checkpoint, size and precision, verified against their checksum manifests); a cached graph
 that ONNX Runtime cannot load is rebuilt once, with a warning. On CPU, torch tensors are handed to ONNX Runtime as
 zero-copy NumPy views and the outputs come back the same way. On CUDA (``onnxruntime-gpu``
@@ -18,53 +18,24 @@ guard: with ``log_severity_level`` set, ONNX Runtime logs through its logger, wh
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..fileutil import stdout_to_stderr
-from ..graphs import manifest
-from ..graphs.cache import export_graphs
-from ..graphs.check import OPTIMIZATION_LEVELS, ort_optimization_level
-from ..stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
-from .availability import ort_cuda_mismatch, ort_cuda_problem
+from ..util.files import stdout_to_stderr
+from .graphs import manifest
+from .graphs.cache import export_graphs
+from .graphs.check import ort_optimization_level
+from ..model.stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
+from .availability import ort_cuda_mismatch
 from .base import Backend
 
+if TYPE_CHECKING:
+    from .spec import ORT
+
 log = logging.getLogger("vscolormnet")
-
-
-@dataclass(frozen=True, kw_only=True)
-class OrtOptions:
-    """ONNX Runtime settings (none of them changes the exported graphs).
-
-    graph_optimization:  ONNX Runtime graph optimisation level: ``disable``, ``basic``,
-                         ``extended`` or ``all`` (default; on CPU it adds NCHWc layouts).
-    num_threads:         intra-op threads; None = ``torch.get_num_threads()``. CPU only.
-    spin_wait:           let idle ORT threads spin between runs (lower latency, but they
-                         compete with the host code that runs between stages). CPU only.
-    onnx_dir:            ONNX cache folder; None = ``$VSCOLORMNET_ONNX_DIR`` or the user cache.
-    tf32:                let fp32 matmuls and convolutions use TF32 (CUDA EP ``use_tf32``). Off
-                         (default): exact fp32, which the parity bounds need. CUDA only.
-    """
-
-    graph_optimization: str = "all"
-    num_threads: int | None = None
-    spin_wait: bool = False
-    onnx_dir: str | os.PathLike | None = None
-    tf32: bool = False
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field."""
-        if self.graph_optimization not in OPTIMIZATION_LEVELS:
-            raise ValueError(f"graph_optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, "
-                             f"got {self.graph_optimization!r}")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
-            raise ValueError(f"num_threads must be a positive integer or None, got {self.num_threads!r}")
-        if not isinstance(self.tf32, bool):
-            raise ValueError(f"tf32 must be True or False, got {self.tf32!r}")
 
 
 def cuda_provider_options(device_index: int, stream_handle: int, tf32: bool) -> dict[str, str]:
@@ -141,11 +112,10 @@ class _Stage:
 class OrtBackend(Backend):
     """Runs the six stage graphs in ONNX Runtime for one padded size; float32 torch tensors in and out.
 
+    spec:       the ``ORT`` dataclass, already checked (``spec.check()``): device, precision, tf32,
+                graph_optimization, num_threads, spin_wait, onnx_dir are read from it, never copied.
     weights:    checkpoint path (its sha256 keys the ONNX cache).
     padded_hw:  ``(Hp, Wp)``, multiples of 112.
-    device:     ``cpu`` or ``cuda`` (needs ``onnxruntime-gpu``); device_id picks the GPU.
-    fp16:       use the mixed-precision graphs (``graphs.fp16``); inputs/outputs stay float32.
-    options:    ``OrtOptions``.
     net:        the loaded ``ColorMNet``, used only if a graph has to be exported.
     Thread-safe: on the CPU ``InferenceSession.run`` is called from several threads at once; on CUDA
     runs take a lock (they share the backend's one stream and its ordering with the callers' streams).
@@ -153,50 +123,40 @@ class OrtBackend(Backend):
 
     name = "ort"
 
-    def __init__(self, weights, padded_hw: tuple[int, int], *, device: str | torch.device = "cpu",
-                 device_id: int = 0, fp16: bool = False, options: OrtOptions = OrtOptions(), net=None):
+    def __init__(self, spec: "ORT", weights, padded_hw: tuple[int, int], net=None):
         import onnxruntime as ort
-        options.validate()
-        dev = torch.device(device)
-        if dev.type == "cuda":
-            if why := ort_cuda_problem():
-                raise ValueError(f"backend 'ort' on cuda: {why}; or use device='cpu'")
-            if not torch.cuda.is_available():
-                raise ValueError("device='cuda' was asked for but CUDA is not available; use device='cpu'")
-            dev = torch.device("cuda", dev.index if dev.index is not None else device_id)
-        elif dev.type != "cpu":
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.spec = spec
+        dev = torch.device("cuda", spec.device_id) if spec.device == "cuda" else torch.device("cpu")
         self.device = dev
-        self.fp16 = bool(fp16)
-        self.tf32 = bool(options.tf32) and dev.type == "cuda"
+        self.fp16 = spec.resolved_precision() == "fp16"
+        self.tf32 = bool(spec.tf32) and dev.type == "cuda"
         self.padded_hw = validate_padded_hw(padded_hw)
-        self.options = options
         self._lock = threading.Lock()
         self._stream = None
         self._run_options = None                              # CUDA only: no sync at the end of a run
         precision = "fp16" if self.fp16 else "fp32"
-        paths = export_graphs(weights, self.padded_hw, precisions=(precision,), cache_dir=options.onnx_dir,
+        paths = export_graphs(weights, self.padded_hw, precisions=(precision,), cache_dir=spec.onnx_dir,
                               net=net)
 
         def rebuild(stage):   # local, so the backend does not keep the network alive
             return export_graphs(weights, self.padded_hw, precisions=(precision,), stages=(stage,),
-                                 cache_dir=options.onnx_dir, net=net)[(stage, precision)]
+                                 cache_dir=spec.onnx_dir, net=net)[(stage, precision)]
 
         so = ort.SessionOptions()
-        so.graph_optimization_level = ort_optimization_level(options.graph_optimization)
+        so.graph_optimization_level = ort_optimization_level(spec.graph_optimization)
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
         so.log_severity_level = 3            # errors only, through ORT's logger (stderr), never stdout
         if dev.type == "cpu":
-            so.intra_op_num_threads = int(options.num_threads or torch.get_num_threads())
-            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin_wait else "0")
+            so.intra_op_num_threads = int(spec.num_threads or torch.get_num_threads())
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spec.spin_wait else "0")
             providers = ["CPUExecutionProvider"]
         else:
             preload_cuda_libraries()
             with torch.cuda.device(dev):
                 self._stream = torch.cuda.Stream(dev)        # non-default: see the module docstring
             providers = [("CUDAExecutionProvider",
-                          cuda_provider_options(dev.index, self._stream.cuda_stream, options.tf32)),
+                          cuda_provider_options(dev.index, self._stream.cuda_stream, self.tf32)),
                          "CPUExecutionProvider"]
             self._run_options = cuda_run_options()
         self._stages = {}

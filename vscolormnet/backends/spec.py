@@ -18,14 +18,13 @@ from typing import ClassVar, Union
 import torch
 
 from .availability import cuda_problem, ort_cuda_problem, ort_problem, trt_problem
+from ..util.errors import BackendError  # noqa: F401  (defined with the other user errors)
 
 log = logging.getLogger("vscolormnet")
 BACKEND_NAMES = ("torch", "ort", "trt", "auto")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
-class BackendError(ValueError):
-    """A backend that cannot run here or a bad backend field; the message names the field."""
 
 
 def _need_int(value, name: str, low: int = 0, allow_none: bool = False):
@@ -82,7 +81,7 @@ def _resolve(precision, fp16: bool, device: str) -> str:
     if precision == "auto":
         if device == "cuda":
             return "fp16"
-        from ..cpuinfo import native_bf16
+        from ..util.cpuinfo import native_bf16
         return "bf16" if native_bf16() else "fp32"
     return precision
 
@@ -138,8 +137,7 @@ class Torch:
     def create(self, network, weights, padded_hw):
         """The runtime backend over an already loaded ``network`` (``ColorMNet``, CPU fp32)."""
         from .torch_backend import TorchBackend
-        dev = torch.device("cuda", self.device_id) if self.device == "cuda" else torch.device("cpu")
-        return TorchBackend(network, dev, precision=self.resolved_precision(), tf32=bool(self.tf32))
+        return TorchBackend(self, network)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,11 +195,8 @@ class ORT:
                 str(self.onnx_dir or ""))
 
     def create(self, network, weights, padded_hw):  # noqa: D102
-        from .ort_backend import OrtBackend, OrtOptions
-        options = OrtOptions(graph_optimization=self.graph_optimization, num_threads=self.num_threads,
-                             spin_wait=self.spin_wait, onnx_dir=self.onnx_dir, tf32=bool(self.tf32))
-        return OrtBackend(weights, padded_hw, device=self.device, device_id=self.device_id,
-                          fp16=self.resolved_precision() == "fp16", options=options, net=network)
+        from .ort_backend import OrtBackend
+        return OrtBackend(self, weights, padded_hw, net=network)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,12 +251,8 @@ class TRT:
                 str(self.onnx_dir or ""), self.workspace_mib, self.optimization_level, bool(self.timing_cache))
 
     def create(self, network, weights, padded_hw):  # noqa: D102
-        from .trt_backend import TrtBackend, TrtOptions
-        options = TrtOptions(engine_dir=self.engine_dir, onnx_dir=self.onnx_dir, workspace_mib=self.workspace_mib,
-                             optimization_level=self.optimization_level, timing_cache=self.timing_cache,
-                             tf32=bool(self.tf32))
-        return TrtBackend(weights, padded_hw, device_id=self.device_id, fp16=self.resolved_precision() == "fp16",
-                          options=options, net=network)
+        from .trt_backend import TrtBackend
+        return TrtBackend(self, weights, padded_hw, net=network)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,3 +354,14 @@ def from_name(backend, *, device=None, device_id=None, fp16=None, precision=None
         given["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     known = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in given.items() if k in known})
+
+
+def spec_fields(spec: BackendSpec) -> dict:
+    """The spec as plain JSON data (name + every field, nested specs too): what a film run's key records."""
+    from dataclasses import asdict
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+    return {"name": spec.name, **plain(asdict(spec))}

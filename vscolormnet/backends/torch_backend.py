@@ -24,12 +24,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..model import ColorMNet
 from ..model.precision import cast_autocast_weights
 from .base import Backend
+
+if TYPE_CHECKING:
+    from .spec import Torch
 
 AUTOCAST_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -98,11 +102,13 @@ FP32_MODE = Fp32Mode()
 
 
 class TorchBackend(Backend):
-    """Runs the stages eagerly; outputs come back as float32 on ``device``.
+    """Runs the stages eagerly; outputs come back as float32 on the spec's device.
 
-    precision: 'fp32' (the parity reference), 'fp16' (CUDA only) or 'bf16' (CUDA or CPU; on a CPU
-    without native bf16 it is emulated and slower than fp32). tf32: allow TF32 for the fp32
-    matmuls and convolutions on CUDA (the fp32 path and the fp32 islands); ignored on the CPU.
+    spec: the ``Torch`` dataclass, already checked (``spec.check()``). Its resolved precision:
+    'fp32' (the parity reference), 'fp16' (CUDA only) or 'bf16' (CUDA or CPU; on a CPU without
+    native bf16 it is emulated and slower than fp32); tf32: allow TF32 for the fp32 matmuls and
+    convolutions on CUDA (the fp32 path and the fp32 islands); ignored on the CPU.
+    model: the loaded ``ColorMNet`` (CPU fp32, shared; copied only when moved or cast).
     cast_weights: keep the autocast-cast conv/linear weights in the reduced dtype (same results,
     no per-call weight casts: ~120 cast kernels per encode_key on CUDA); None = on CUDA, where the
     network is copied anyway. Off on the CPU by default: the backend shares the loaded fp32
@@ -111,15 +117,12 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: ColorMNet, device: str | torch.device = "cpu", *, precision: str = "fp32",
-                 tf32: bool = False, cast_weights: bool | None = None):
-        self.device = torch.device(device)
-        if precision not in AUTOCAST_DTYPES:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, AUTOCAST_DTYPES))}, got {precision!r}")
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("precision='fp16' needs a CUDA device (on the CPU use 'bf16')")
+    def __init__(self, spec: "Torch", model: ColorMNet, *, cast_weights: bool | None = None):
+        self.spec = spec
+        self.device = torch.device("cuda", spec.device_id) if spec.device == "cuda" else torch.device("cpu")
+        precision = spec.resolved_precision()
         self.precision = precision
-        self.tf32 = bool(tf32)
+        self.tf32 = bool(spec.tf32)
         self.autocast_dtype = AUTOCAST_DTYPES[precision]
         if cast_weights is None:
             cast_weights = self.device.type == "cuda"

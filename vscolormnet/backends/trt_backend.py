@@ -29,19 +29,21 @@ when ``backend='trt'`` (or ``auto`` finds ``tensorrt``). What was verified where
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..fileutil import atomic_write, file_sha256, stdout_to_stderr
-from ..graphs.cache import export_graphs
-from ..stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
+from ..util.files import atomic_write, file_sha256, stdout_to_stderr
+from .graphs.cache import export_graphs
+from ..model.stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
 from .availability import pip_install, tensorrt_requirement, trt_version_problem
 from .base import Backend
 from .engine_cache import EngineCache, EngineKey
+
+if TYPE_CHECKING:
+    from .spec import TRT
 
 log = logging.getLogger("vscolormnet")
 
@@ -57,41 +59,6 @@ def import_tensorrt():
     if why := trt_version_problem(getattr(trt, "__version__", "0")):
         raise ValueError(why)
     return trt
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrtOptions:
-    """TensorRT settings. The fields that change the engine are part of its key (file name and manifest).
-
-    engine_dir:          engine cache folder; None = ``$VSCOLORMNET_ENGINE_DIR`` or the user cache
-                         (``…/vscolormnet/trt``), with a temp-folder fallback when not writable.
-    onnx_dir:            ONNX cache folder; None = the default (``graphs.cache.onnx_cache_dir``).
-    workspace_mib:       builder workspace limit in MiB; None = TensorRT's default (device memory). In the key.
-    optimization_level:  ``builder_optimization_level`` 0…5 (TensorRT default 3). In the key.
-    timing_cache:        read and update the shared timing cache file (faster rebuilds; not in the key:
-                         it only speeds up the tactic search).
-    tf32:                let fp32 layers use TF32 (``BuilderFlag.TF32``). Off (default): exact fp32,
-                         which the parity bounds need. In the key.
-    """
-
-    engine_dir: str | os.PathLike | None = None
-    onnx_dir: str | os.PathLike | None = None
-    workspace_mib: int | None = None
-    optimization_level: int = 3
-    timing_cache: bool = True
-    tf32: bool = False
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field."""
-        level = self.optimization_level
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5:
-            raise ValueError(f"optimization_level must be an integer 0…5, got {level!r}")
-        ws = self.workspace_mib
-        if ws is not None and (isinstance(ws, bool) or not isinstance(ws, int) or ws < 1):
-            raise ValueError(f"workspace_mib must be a positive integer or None, got {ws!r}")
-        for name in ("timing_cache", "tf32"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
 
 def _strongly_typed_flag(trt) -> int:
@@ -216,34 +183,31 @@ class _Stage:
 class TrtBackend(Backend):
     """Runs the six stage engines on one GPU for one padded size; float32 torch CUDA tensors in and out.
 
+    spec:       the ``TRT`` dataclass, already checked: device_id, precision, tf32, engine_dir,
+                onnx_dir, workspace_mib, optimization_level, timing_cache are read from it.
     weights:    checkpoint path.
     padded_hw:  ``(Hp, Wp)``, multiples of 112.
-    device_id:  CUDA device index.
-    fp16:       build from the mixed-precision graphs.
-    options:    ``TrtOptions``.
     net:        the loaded ``ColorMNet`` (or a function returning it), used only if a graph must be exported.
     Thread-safe: ``_run`` holds a lock and runs on the backend's own stream (module docstring).
     """
 
     name = "trt"
 
-    def __init__(self, weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp16: bool = False,
-                 options: TrtOptions = TrtOptions(), net=None):
-        options.validate()
+    def __init__(self, spec: "TRT", weights, padded_hw: tuple[int, int], net=None):
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise ValueError("backend 'trt' needs CUDA, but torch.cuda.is_available() is False")
+        self.spec = spec
         self.trt = trt
-        self.device = torch.device("cuda", device_id)
-        self.fp16 = bool(fp16)                 # sets self.precision, also the ONNX graphs' (strongly typed)
-        self.tf32 = bool(options.tf32)
+        self.device = torch.device("cuda", spec.device_id)
+        self.fp16 = spec.resolved_precision() == "fp16"   # sets self.precision, also the ONNX graphs' (strongly typed)
+        self.tf32 = bool(spec.tf32)
         self.padded_hw = validate_padded_hw(padded_hw)
-        self.options = options
-        self.cache = EngineCache.open(options.engine_dir)
+        self.cache = EngineCache.open(spec.engine_dir)
         self._lock = threading.Lock()          # execution contexts are not thread-safe
         self.network_flags = _strongly_typed_flag(trt)
         paths = export_graphs(weights, self.padded_hw, precisions=(self.precision,),
-                              cache_dir=options.onnx_dir, net=net)
+                              cache_dir=spec.onnx_dir, net=net)
         self.gpu_name = torch.cuda.get_device_name(self.device)
         self._logger = _make_logger(trt, None)
         with torch.cuda.device(self.device):
@@ -266,14 +230,14 @@ class TrtBackend(Backend):
                 st.inputs, st.outputs = list(INPUTS[stage]), list(OUTPUTS[stage])   # the stage method's order
                 self._stages[stage] = st
         log.info("trt: %s engines ready on %s (%s%s)", len(self._stages), self.gpu_name, self.precision,
-                 ", tf32" if options.tf32 else "")
+                 ", tf32" if self.tf32 else "")
 
     def engine_key(self, stage: str, onnx_file) -> EngineKey:
         """The cache key of ``stage``'s engine built from ``onnx_file`` with this backend's settings."""
         return EngineKey(stage=stage, padded_hw=self.padded_hw, precision=self.precision,
                          onnx_sha256=file_sha256(onnx_file), trt_version=self.trt.__version__, gpu_name=self.gpu_name,
-                         optimization_level=int(self.options.optimization_level),
-                         workspace_mib=self.options.workspace_mib, tf32=bool(self.options.tf32))
+                         optimization_level=int(self.spec.optimization_level),
+                         workspace_mib=self.spec.workspace_mib, tf32=self.tf32)
 
     # ---- build and load --------------------------------------------------------------------
     def _deserialize(self, data: bytes):
@@ -304,7 +268,7 @@ class TrtBackend(Backend):
             config.progress_monitor = progress
         timing_path = self.cache.timing_cache_path(key.trt_version, key.gpu_name)
         timing = None
-        if self.options.timing_cache:
+        if self.spec.timing_cache:
             timing = self._timing_cache(config, timing_path)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
@@ -356,11 +320,10 @@ class TrtBackend(Backend):
         torch.cuda.empty_cache()
 
 
-def build_engines(weights, padded_hw: tuple[int, int], *, device_id: int = 0, fp16: bool = False,
-                  options: TrtOptions = TrtOptions()) -> list:
-    """Build (or find in the cache) the six engines; returns their paths."""
-    backend = TrtBackend(weights, padded_hw, device_id=device_id, fp16=fp16, options=options)
-    paths = export_graphs(weights, backend.padded_hw, precisions=(backend.precision,), cache_dir=options.onnx_dir)
+def build_engines(spec: "TRT", weights, padded_hw: tuple[int, int]) -> list:
+    """Build (or find in the cache) the six engines of ``spec`` (checked) for one padded size; returns their paths."""
+    backend = TrtBackend(spec, weights, padded_hw)
+    paths = export_graphs(weights, backend.padded_hw, precisions=(backend.precision,), cache_dir=spec.onnx_dir)
     out = [backend.cache.path(backend.engine_key(s, paths[(s, backend.precision)])) for s in STAGES]
     backend.close()
     return out

@@ -11,7 +11,7 @@ colour_conversion (Lab conversion in, RGB composition out). On CUDA also peak VR
 per frame (torch's sync debug mode).
 
 Without ``--weights`` the default checkpoint is used. For a run without the real weights,
-build the seeded test checkpoint first: ``python -m vscolormnet.random_checkpoint OUT.pth``
+build the seeded test checkpoint first: ``python -m vscolormnet.weights.seeded OUT.pth``
 (speed does not depend on the weights' values).
 
 Human-readable results go to stderr; ``--json`` prints one JSON object on stdout. Every
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..benchmark import STAGE_ORDER, default_device, run_bench  # noqa: F401  (re-exported)
+from ..runtime.benchmark import STAGE_ORDER, default_device, run_bench  # noqa: F401  (re-exported)
 
 HELP = "benchmark a backend on a synthetic clip: fps, ms per stage, peak memory, host syncs"
 
@@ -93,8 +93,8 @@ def backend_error(backend: str, e: Exception) -> ValueError:
 
 def run(args) -> int:  # noqa: D103
     from ..backends import BackendError, resolve_spec
-    from ..benchmark import check_key_batch
-    from ..weights import CheckpointError, resolve_weights
+    from ..runtime.benchmark import check_key_batch
+    from ..weights.checkpoint import CheckpointError, resolve_weights
     from .colorize_frames import memory_config
     from .export import describe_geometry, geometry_from_args, positive_int, writable_dir
     geometry = geometry_from_args(args)
@@ -145,7 +145,7 @@ def _run_instances(args, geometry, weights) -> int:
 
     from PIL import Image
 
-    from ..color import synthetic_rgb
+    from ..media.color import synthetic_rgb
     from .bench_instances import run_all
     from .export import positive_int
     positive_int(args.instances, "--instances")

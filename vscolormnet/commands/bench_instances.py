@@ -27,7 +27,7 @@ def _rss_mib(field: str = "VmRSS") -> float:
 def _clip(n: int, width: int, height: int):
     import numpy as np
     import vapoursynth as vs
-    from ..color import synthetic_rgb
+    from ..media.color import synthetic_rgb
     core = vs.core
     blank = core.std.BlankClip(format=vs.RGBS, width=width, height=height, length=n, fpsnum=24, fpsden=1)
 
@@ -45,8 +45,8 @@ def _scenario(name: str, instances: int, frames: int, width: int, height: int, w
               ref: str) -> dict:
     import vapoursynth as vs
 
-    from .. import shared
-    from ..filter import Colorize
+    from ..runtime import shared
+    from ..vs.filter import Colorize
     core = vs.core
     core.num_threads = 1
     clip = _clip(instances * frames, width, height)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..geometry import DEFAULT_SIZE, SIZE_CHOICES
-from .common import (add_backend_arguments, add_memory_arguments, backend_options, check_output_file,
-                     memory_config, refuse_inputs)
+from ..runtime.geometry import DEFAULT_SIZE, SIZE_CHOICES
+from .common import (add_backend_arguments, add_memory_arguments, add_ref_mismatch_argument, backend_options,
+                     check_output_file, check_ref_folder_fits, memory_config, refuse_inputs)
 
 HELP = "colourise a video file from colour reference image(s) and encode it with ffmpeg"
 
@@ -35,6 +35,7 @@ def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("--ref-scope", choices=("shot", "clip"), default=None,
                    help="shot (default with cuts): a shot with its own references reads only those; "
                         "clip: every frame reads every reference")
+    add_ref_mismatch_argument(p)
     add_memory_arguments(p)
     add_backend_arguments(p)
     p.add_argument("--codec-args", default=None,
@@ -48,7 +49,7 @@ def add_arguments(p) -> None:  # noqa: D103
 
 def check_refs(refs: list[str], ref_frames: list[int] | None) -> str | list[str]:
     """``--ref`` as Colorize's ``ref``: colour image files, or one reference folder (checked here)."""
-    from ..images import is_colour, read_rgb
+    from ..media.images import is_colour, read_rgb
     folders = [r for r in refs if Path(r).expanduser().is_dir()]
     if folders:
         if len(refs) > 1:
@@ -57,7 +58,7 @@ def check_refs(refs: list[str], ref_frames: list[int] | None) -> str | list[str]
         if ref_frames is not None:
             raise ValueError("--ref-frames cannot be used with a reference folder (its ref_<frame> file names "
                              "give the frames)")
-        from ..refs import load_reference_folder
+        from ..media.ref_folder import load_reference_folder
         try:
             load_reference_folder(folders[0])
         except ValueError as e:
@@ -79,8 +80,8 @@ def check_refs(refs: list[str], ref_frames: list[int] | None) -> str | list[str]
 
 def check_arguments(args) -> dict:
     """Everything that can be checked without opening the video; returns the prepared pieces."""
-    from ..encode import DEFAULT_CODEC_ARGS, parse_codec_args
-    from ..weights import CheckpointError, resolve_weights
+    from ..media.encode import DEFAULT_CODEC_ARGS, parse_codec_args
+    from ..weights.checkpoint import CheckpointError, resolve_weights
     memory = memory_config(args)
     backend = backend_options(args)
     codec_args = parse_codec_args(args.codec_args if args.codec_args is not None else DEFAULT_CODEC_ARGS)
@@ -96,7 +97,7 @@ def check_arguments(args) -> dict:
         raise CheckpointError(f"--weights: {e}") from None
     ref = check_refs(args.ref, args.ref_frames)
     if args.cuts is not None:
-        from ..shots import PlanError, read_cuts_file
+        from ..runtime.shots import PlanError, read_cuts_file
         try:
             read_cuts_file(args.cuts)
         except PlanError as e:
@@ -116,9 +117,9 @@ def check_arguments(args) -> dict:
 def run(args) -> int:  # noqa: D103
     import vapoursynth as vs
 
-    from ..encode import check_encoder, encode
-    from ..filter import Colorize
-    from ..vsformat import open_video
+    from ..media.encode import check_encoder, encode
+    from ..vs.filter import Colorize
+    from ..media.vsformat import open_video
 
     from ..film.options import film_kwargs
     film = film_kwargs(args)
@@ -128,16 +129,19 @@ def run(args) -> int:  # noqa: D103
         return 0
     a = check_arguments(args)
     clip = open_video(a["src"], "INPUT_VIDEO")
+    if isinstance(a["ref"], str):
+        check_ref_folder_fits(a["ref"], clip, args.allow_ref_mismatch, what="INPUT_VIDEO")
     if args.ref_frames is not None and max(args.ref_frames) >= clip.num_frames:
         raise ValueError(f"--ref-frames must be within 0…{clip.num_frames - 1} ({a['src']} has "
                          f"{clip.num_frames} frames), got {max(args.ref_frames)}")
     if args.scene_reset:
-        from ..scenes import detector_clip
+        from ..vs.scenes import detector_clip
         clip = vs.core.std.CopyFrameProps(clip, detector_clip(clip), props=["_SceneChangePrev"])
     audio = None if args.no_audio else str(a["src"])
     check_encoder(clip, a["output"], a["codec_args"], audio_from=audio)
     out = Colorize(clip, a["ref"], ref_frames=args.ref_frames, cuts=args.cuts, ref_scope=args.ref_scope,
-                   size=args.size, weights=str(a["weights"]), scene_reset=args.scene_reset, memory=a["memory"],
+                   allow_ref_mismatch=args.allow_ref_mismatch, size=args.size, weights=str(a["weights"]),
+                   scene_reset=args.scene_reset, memory=a["memory"],
                    **a["backend"])
 
     middle, kept = clip.num_frames // 2, {}
@@ -148,8 +152,8 @@ def run(args) -> int:  # noqa: D103
     encode(out, a["output"], a["codec_args"], audio_from=audio, on_frame=keep)
     print(f"colorize: wrote {a['output']}", file=sys.stderr)
     if a["side_by_side"] is not None:
-        from ..encode import for_y4m
-        from ..preview import frame_clip, side_by_side
+        from ..media.encode import for_y4m
+        from ..media.preview import frame_clip, side_by_side
         if "frame" in kept:
             side_by_side(clip, frame_clip(kept["frame"], for_y4m(out)), a["ref"], a["side_by_side"], n=middle,
                          result_n=0)

@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
 
 def check_arguments(args) -> dict:
     """Flags and paths, checked before anything is loaded; returns the prepared pieces."""
-    from ..frames import list_frames
-    from ..images import is_colour, read_rgb
-    from ..weights import CheckpointError, resolve_weights
+    from ..runtime.frames import list_frames
+    from ..media.images import is_colour, read_rgb
+    from ..weights.checkpoint import CheckpointError, resolve_weights
     memory = memory_config(args)
     backend = backend_options(args)
     frames = list_frames(args.frames_dir)
@@ -66,7 +66,7 @@ def check_arguments(args) -> dict:
 
 
 def run(args) -> int:  # noqa: D103
-    from ..frames import colorize_frames
+    from ..runtime.frames import colorize_frames
     a = check_arguments(args)
     res = colorize_frames(args.frames_dir, args.ref, a["weights"], args.output,
                           first_frame_is_ref=args.first_frame_is_ref, config=a["memory"],

@@ -1,8 +1,8 @@
 """Shared pieces of the commands: memory/backend flags, errors that name the flag as typed, path checks.
 
 Every check here is cheap and runs before any video is opened or any frame rendered, so a
-typo costs a second, not a night of rendering. Errors are ``ValueError`` (``__main__`` prints
-them as one line and exits 2); ``CommandError`` is a failure after work began (exit 1).
+typo costs a second, not a night of rendering. Errors are ``UserError``/``ValueError`` (exit 2);
+``CommandError`` is a failure after work began (exit 1); ``util.cli.run_cli`` maps them.
 """
 from __future__ import annotations
 
@@ -10,29 +10,15 @@ import argparse
 import contextlib
 import os
 import re
-import signal
-import threading
 from pathlib import Path
 
-from ..config import MemoryConfig
+from ..runtime.config import MemoryConfig
+from ..util.errors import CommandError  # noqa: F401  (commands raise it)
 
 MEMORY_FLAGS = {"mem_every": "--mem-every", "max_mid_term_frames": "--max-mid-term-frames",
                 "min_mid_term_frames": "--min-mid-term-frames", "num_prototypes": "--num-prototypes",
                 "max_long_term_elements": "--max-long-term-elements", "top_k": "--top-k",
                 "enable_long_term": "--disable-long-term"}
-USER_ERROR_NAMES = {"ValueError", "CheckpointError", "ImageError", "BackendError", "FormatError", "ReferenceError",
-                    "Error", "vapoursynth.Error", "FileNotFoundError", "PermissionError", "IsADirectoryError",
-                    "NotADirectoryError", "OSError", "MemoryError", "OutOfMemoryError", "NonFiniteError"}
-
-
-class CommandError(RuntimeError):
-    """A failure after work started (ffmpeg failed, a frame failed): one line, exit 1, not a bug."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so every cleanup path (ffmpeg, temporary files) runs."""
-
-
 # ---- memory and backend flags -------------------------------------------------------------
 def add_memory_arguments(p: argparse.ArgumentParser) -> None:
     """The memory parameters, shared by every command that runs the network."""
@@ -164,35 +150,19 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:
     return folder
 
 
-# ---- signals -------------------------------------------------------------------------------
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Inside the block SIGTERM raises ``Terminated`` (a KeyboardInterrupt), so cleanup runs as for Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+# ---- reference folders ---------------------------------------------------------------------
+def add_ref_mismatch_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-ref-mismatch", action="store_true",
+                   help="use a reference folder extracted from another clip (another frame count or picture "
+                        "shape); its cuts outside this clip are dropped")
+
+
+def check_ref_folder_fits(folder_path, clip, allow: bool, flag: str = "--ref", what: str = "INPUT") -> None:
+    """Refuse a reference folder made from another clip (frame count, picture shape, cuts), naming both
+    clips and the flag that overrides it; nothing is rendered before this check."""
+    from ..media.ref_folder import fit_problem, load_reference_folder
+    if allow:
         return
-
-    def handler(signum, frame):
-        raise Terminated()
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-# ---- one-line messages ---------------------------------------------------------------------
-def error_line(exc: BaseException) -> tuple[str, bool]:
-    """``(one line, is a user error)`` for an exception; a ``vs.Error`` from a frame callback carries a
-    traceback, whose last exception names the real type (a ``TypeError`` there is a bug)."""
-    text = str(exc).strip()
-    if type(exc).__name__ != "Error" or "Traceback" not in text:
-        first = text.splitlines()[0] if text else type(exc).__name__
-        return first, True
-    from ..vsformat import error_summary
-    line = error_summary(exc)
-    if line.startswith("Colorize:"):
-        return line, True
-    m = re.match(r"^([\w.]+): ", line)
-    name = m.group(1) if m else ""
-    return line, name in USER_ERROR_NAMES or name.rsplit(".", 1)[-1] in USER_ERROR_NAMES
+    why = fit_problem(load_reference_folder(folder_path), clip.num_frames, clip.width, clip.height, what)
+    if why:
+        raise ValueError(f"{flag} {why} (--allow-ref-mismatch uses it anyway)")

@@ -13,7 +13,7 @@ HELP = "download the official ColorMNet checkpoint (verified, resumable; CC BY-N
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
-    from ..weights import CHECKPOINT_URL, ENV_WEIGHTS_DIR
+    from ..weights.checkpoint import CHECKPOINT_URL, ENV_WEIGHTS_DIR
     p.add_argument("--dir", default=None, metavar="DIR",
                    help=f"target folder, created if needed (default: ${ENV_WEIGHTS_DIR} or the per-user data folder)")
     p.add_argument("--sha256", default=None, metavar="HEX", help="refuse the file unless it has this SHA-256 "
@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
 
 
 def run(args) -> int:  # noqa: D103
-    from ..download import NOTICE_NAME, DownloadError, download_checkpoint
-    from ..weights import sha256_record_path
+    from ..weights.download import NOTICE_NAME, DownloadError, download_checkpoint
+    from ..weights.checkpoint import sha256_record_path
     from .common import CommandError
     try:
         res = download_checkpoint(args.dir, url=args.url, sha256=args.sha256, force=args.force,

@@ -21,7 +21,7 @@ EXPORT_BACKENDS = ("ort", "trt")
 
 def add_geometry_arguments(p) -> None:
     """``--size`` (Colorize's presets) and ``--source`` (source size or aspect)."""
-    from ..geometry import DEFAULT_SIZE, SIZE_CHOICES
+    from ..runtime.geometry import DEFAULT_SIZE, SIZE_CHOICES
     p.add_argument("--size", default=DEFAULT_SIZE, metavar="SIZE",
                    help=f"{', '.join(SIZE_CHOICES)}: longest side of the inference size, aspect kept, never "
                         f"upscaled, as Colorize's size= (default {DEFAULT_SIZE})")
@@ -31,7 +31,7 @@ def add_geometry_arguments(p) -> None:
 
 def geometry_from_args(args):
     """``geometry.Geometry`` from ``--size``/``--source``; ``ValueError`` naming the flag."""
-    from ..geometry import SIZE_CHOICES, check_size, inference_geometry, parse_source_size
+    from ..runtime.geometry import SIZE_CHOICES, check_size, inference_geometry, parse_source_size
     try:
         size = check_size(args.size)
     except ValueError:
@@ -55,7 +55,7 @@ def writable_dir(value, flag: str):
     """An existing, writable folder given on the command line (None stays None); ``ValueError`` naming ``flag``."""
     from pathlib import Path
 
-    from ..fileutil import is_writable_dir
+    from ..util.files import is_writable_dir
     if value is None:
         return None
     path = Path(value).expanduser()
@@ -74,7 +74,7 @@ def positive_int(value, flag: str):
 
 
 def add_arguments(p) -> None:  # noqa: D103
-    from ..stages import STAGES
+    from ..model.stages import STAGES
     from .common import add_tf32_argument
     add_geometry_arguments(p)
     p.add_argument("--weights", default=None, metavar="CKPT", help="checkpoint (default: the downloaded one)")
@@ -122,32 +122,34 @@ def run(args) -> int:  # noqa: D103
     engine_dir = writable_dir(args.engine_dir, "--engine-dir")
     positive_int(args.threads, "--threads")
     _check_backend(args, precisions)
-    from ..weights import CheckpointError, resolve_weights
+    from ..weights.checkpoint import CheckpointError, resolve_weights
     try:
         weights = resolve_weights(args.weights)
     except CheckpointError as e:
         raise ValueError(f"--weights: {e}") from None
     image = None
     if args.image:
-        from ..images import read_rgb
+        from ..media.images import read_rgb
         image = read_rgb(args.image, "--image")
     padded = geometry.padded_hw
     print(f"export: --size {args.size}: {describe_geometry(geometry)}", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from ..graphs.cache import export_graphs
-    from ..stages import STAGES
+    from ..backends.graphs.cache import export_graphs
+    from ..model.stages import STAGES
     paths = export_graphs(weights, padded, precisions=precisions, stages=tuple(args.stages), cache_dir=onnx_dir,
                           image=image, force=args.force)
     listed = {f"{s}/{p}": str(path) for (s, p), path in sorted(paths.items())}
     for name, path in listed.items():
         print(f"export: {name}: {path}", file=sys.stderr)
     if args.backend == "trt":
-        from ..backends.trt_backend import TrtOptions, build_engines
-        options = TrtOptions(engine_dir=engine_dir, onnx_dir=onnx_dir, tf32=bool(args.tf32))
+        from ..backends import TRT
+        from ..backends.trt_backend import build_engines
         for p in precisions:
-            engines = build_engines(weights, padded, device_id=args.device_id, fp16=p == "fp16", options=options)
+            spec = TRT(device_id=args.device_id, precision=p, engine_dir=engine_dir, onnx_dir=onnx_dir,
+                       tf32=bool(args.tf32))            # checked by _check_backend
+            engines = build_engines(spec, weights, padded)
             for stage, path in zip(STAGES, engines):
                 listed[f"{stage}/{p}/engine"] = str(path)
                 print(f"export: engine {path}", file=sys.stderr)

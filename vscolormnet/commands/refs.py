@@ -10,7 +10,7 @@ HELP = ("extract one gray reference frame per shot (refs extract), show a refere
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
-    from ..scenes import DEFAULT_MIN_SHOT_LENGTH, DEFAULT_THRESHOLD
+    from ..vs.scenes import DEFAULT_MIN_SHOT_LENGTH, DEFAULT_THRESHOLD
     sub = p.add_subparsers(dest="refs_command", required=True, metavar="ACTION")
     e = sub.add_parser("extract", help="detect shots and write DIR/ref_<frame>.png (gray) + index",
                        description="Detect shot boundaries (scd.Detect, vapoursynth-scenechange), write one gray "
@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     g.add_argument("--json", action="store_true", help="print the suggestions as JSON on stdout")
     g.add_argument("--size", default="512", type=str.lower, choices=("384", "512", "640", "native"))
     g.add_argument("--weights", default=None, metavar="CKPT")
-    from .common import add_backend_arguments
+    from .common import add_backend_arguments, add_ref_mismatch_argument
+    add_ref_mismatch_argument(g)
     add_backend_arguments(g)
 
 
@@ -60,10 +61,10 @@ def run(args) -> int:  # noqa: D103
 def _suggest(args) -> int:
     from pathlib import Path
 
-    from .. import suggest
-    from ..refs import load_reference_folder
-    from ..weights import CheckpointError, resolve_weights
-    from .common import backend_options, check_output_file
+    from ..refs import suggest
+    from ..media.ref_folder import load_reference_folder
+    from ..weights.checkpoint import CheckpointError, resolve_weights
+    from .common import backend_options, check_output_file, check_ref_folder_fits
     for flag, value, low in (("-n", args.n, 1), ("--per-shot", args.per_shot, 1), ("--min-gap", args.min_gap, 1)):
         if value is not None and value < low:
             raise ValueError(f"{flag} must be ≥ {low}, got {value}")
@@ -79,8 +80,11 @@ def _suggest(args) -> int:
         weights = resolve_weights(args.weights)
     except CheckpointError as e:
         raise CheckpointError(f"--weights: {e}") from None
+    from ..media.vsformat import open_video
+    check_ref_folder_fits(args.ref, open_video(args.input, "INPUT"), args.allow_ref_mismatch)
     res = suggest.suggest(args.input, args.ref, n=args.n, per_shot=args.per_shot, min_gap=args.min_gap,
-                          weights=str(weights), size=args.size, **backend_options(args))
+                          weights=str(weights), size=args.size, allow_ref_mismatch=args.allow_ref_mismatch,
+                          **backend_options(args))
     print(suggest.format_table(res), file=sys.stderr)
     if out_dir is not None:
         written = suggest.write_gray_frames(args.input, [s.frame for s in res.suggestions], out_dir)
@@ -95,7 +99,7 @@ def _suggest(args) -> int:
 
 
 def _extract(args) -> int:
-    from ..refs import extract_references
+    from ..refs.extract import extract_references
     if not 1 <= args.threshold <= 254:      # checked before the video is opened (indexing takes a while)
         raise ValueError(f"--threshold must be within 1..254 (mean luma difference, 8-bit), got {args.threshold}")
     if args.min_shot_length < 1:
@@ -115,7 +119,7 @@ def _extract(args) -> int:
 
 
 def _status(args) -> int:
-    from ..refs import load_reference_folder, read_index
+    from ..media.ref_folder import load_reference_folder, read_index
     index = read_index(args.folder)
     try:
         rf = load_reference_folder(args.folder)

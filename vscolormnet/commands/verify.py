@@ -25,7 +25,7 @@ def _check_path(value: str) -> Path:
     if not path.exists():
         raise ValueError(f"PATH {path} does not exist (expected a checkpoint file)")
     if path.is_dir():
-        from ..weights import CHECKPOINT_NAME
+        from ..weights.checkpoint import CHECKPOINT_NAME
         raise ValueError(f"PATH {path} is a folder, not a checkpoint file (e.g. {path / CHECKPOINT_NAME})")
     if not path.is_file():
         raise ValueError(f"PATH {path} is not a regular file (expected a checkpoint file)")
@@ -33,7 +33,7 @@ def _check_path(value: str) -> Path:
 
 
 def run(args) -> int:  # noqa: D103
-    from ..weights import (CheckpointError, default_checkpoint, normalise_sha256, resolve_weights,
+    from ..weights.checkpoint import (CheckpointError, default_checkpoint, normalise_sha256, resolve_weights,
                            sha256_record_path, verify_checkpoint)
     normalise_sha256(args.sha256)
     path = resolve_weights(None) if args.path is None else _check_path(args.path)

@@ -9,15 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 
-from ..commands.common import CommandError
+from ..util.cli import run_cli
 from .options import add_film_arguments, film_kwargs
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so the same cleanup runs."""
 
 
 def main(argv=None) -> int:
@@ -33,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, choices=("cpu", "cuda", "auto"))
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--no-audio", action="store_true", help="do not copy audio from INPUT")
+    p.add_argument("--allow-ref-mismatch", action="store_true", help="use a reference folder made from another clip")
     p.add_argument("--keep-work", action="store_true", help="keep the segments after the join")
     p.add_argument("--no-progress", action="store_true")
     add_film_arguments(p)
@@ -40,25 +36,10 @@ def main(argv=None) -> int:
     if args.workers is None:
         p.error("--workers N is required")
 
-    def on_term(signum, frame):
-        raise _Terminated()
-    signal.signal(signal.SIGTERM, on_term)
-    try:
+    def work() -> None:
         from .driver import run_film
-        kwargs = film_kwargs(args)
-        run_film(**kwargs, keep_work=args.keep_work, progress=not args.no_progress)
-        return 0
-    except KeyboardInterrupt as e:
-        code = 143 if isinstance(e, _Terminated) else 130
-        print(f"colorize: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr, flush=True)
-        return code
-    except ValueError as e:
-        print(f"colorize: error: {e}", file=sys.stderr, flush=True)
-        return 2
-    except CommandError as e:           # FilmError: a failure after work began
-        print(f"colorize: error: {e}", file=sys.stderr, flush=True)
-        return 1
-
+        run_film(**film_kwargs(args), keep_work=args.keep_work, progress=not args.no_progress)
+    return run_cli("colorize", work)
 
 if __name__ == "__main__":
     sys.exit(main())

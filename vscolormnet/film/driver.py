@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..fileutil import file_sha256
+from ..util.files import file_sha256
 from .options import CODECS, import_ray
 from .schedule import (
     FilmError,
@@ -58,8 +58,9 @@ class FilmResult:
 
 def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None = None,
              gpus_per_worker: float = 0.0, threads_per_worker: int = 1, work_dir=None, codec: str = "ffv1",
-             size="512", weights=None, backend: str = "torch", device: str | None = None, fp16=None,
-             precision=None, tf32=None, memory=None, cuts=None, ref_scope: str | None = None, audio: bool = True, progress: bool = True,
+             size="512", weights=None, backend="torch", device: str | None = None, fp16=None,
+             precision=None, tf32=None, memory=None, cuts=None, ref_scope: str | None = None,
+             allow_ref_mismatch: bool = False, audio: bool = True, progress: bool = True,
              keep_work: bool = False, max_retries: int = 3, window: int | None = None) -> FilmResult:
     """Colourise a whole film on ``workers`` Ray actors, one lossless segment per shot, and join them.
 
@@ -72,18 +73,16 @@ def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None =
                 every shot whose segment is complete and verified. Removed after success unless
                 ``keep_work``.
     cuts:       extra cuts (a list or a cuts.txt path) on top of the folder's, as in ``Colorize``.
+    backend:    as in ``Colorize``: a name (with device/fp16/precision/tf32) or a spec object
+                (``Torch(...)``, ``ORT(...)``, ``TRT(...)``, ``Auto(...)``), shipped to the workers as is.
     Other parameters are ``Colorize``'s. Raises ValueError before any work for bad arguments,
     ``FilmError`` (one line) for a failure after work began.
     """
     t0 = time.monotonic()
     ray = import_ray()
     _check_numbers(workers, gpus_per_worker, threads_per_worker, max_retries, codec)
-    if gpus_per_worker and device is None and backend in ("torch", "ort"):
-        device = "cuda"                      # a worker given a GPU uses it
-    if device == "cuda" and not gpus_per_worker:
-        raise ValueError("--device cuda with --workers needs --gpus-per-worker (Ray gives each worker its GPUs)")
-    prep = _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp16, memory, cuts, ref_scope,
-                    precision, tf32)
+    spec = _film_spec(backend, device, fp16, precision, tf32, gpus_per_worker)
+    prep = _prepare(input, refs_dir, output, codec, size, weights, spec, memory, cuts, ref_scope, allow_ref_mismatch)
     work = Path(work_dir).expanduser() if work_dir else prep["output"].parent / f".{prep['output'].name}.work"
     shots = [Shot(i, *prep["plan"].bounds(i)) for i in range(len(prep["plan"]))]
     key = prep["key"]
@@ -136,15 +135,30 @@ def _check_numbers(workers, gpus, threads, max_retries, codec) -> None:
         raise ValueError(f"--segment-codec must be one of {', '.join(CODECS)}, got {codec!r}")
 
 
-def _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp16, memory, cuts, ref_scope,
-             precision=None, tf32=None) -> dict:
+def _film_spec(backend, device, fp16, precision, tf32, gpus_per_worker: float):
+    """The backend spec every worker runs (``Colorize``'s: a name plus options, or a spec object).
+
+    It is built here but checked in the workers (``Colorize``): on a cluster the driver's machine
+    may have no GPU, TensorRT or ONNX Runtime at all. A worker given a GPU uses it."""
+    from ..backends.spec import from_name
+    if isinstance(backend, str) and gpus_per_worker and device is None and backend.lower() in ("torch", "ort"):
+        device = "cuda"
+    spec = from_name(backend, device=device, fp16=fp16, precision=precision, tf32=tf32)
+    if getattr(spec, "device", None) == "cuda" and not gpus_per_worker:
+        raise ValueError("--device cuda with --workers needs --gpus-per-worker (Ray gives each worker its GPUs)")
+    return spec
+
+
+def _prepare(input, refs_dir, output, codec, size, weights, spec, memory, cuts, ref_scope,
+             allow_ref_mismatch=False) -> dict:
     """Every check that needs no Ray, and the key of everything that defines the output."""
-    from .. import vsformat
-    from ..config import MemoryConfig
-    from ..geometry import check_size
-    from ..refs import INDEX_JSON, REF_RE, load_reference_folder
-    from ..shots import PlanError, make_plan
-    from ..weights import resolve_weights
+    from ..media import vsformat
+    from ..runtime.config import MemoryConfig
+    from ..runtime.geometry import check_size
+    from ..media.ref_folder import INDEX_JSON, REF_RE, fit_problem, load_reference_folder
+    from ..runtime.shots import PlanError, make_plan
+    from ..backends.spec import spec_fields
+    from ..weights.checkpoint import resolve_weights
     from .segments import colour_options, pix_fmt, stored_format
     from .source import input_identity, is_script, open_input
 
@@ -160,9 +174,6 @@ def _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp1
         raise ValueError(f"-o {out}: not a file name in an existing, writable folder")
     if out.exists() and os.path.samefile(out, src):
         raise ValueError(f"-o {out} is INPUT itself; choose another output name")
-    if not isinstance(backend, str):
-        raise ValueError(  # noqa: TRY004 - a user error: one line, exit 2
-            f"--workers takes a backend by name (torch, ort, trt, auto), got {type(backend).__name__}")
     size = check_size(size)
     if memory is not None:
         memory.validate()
@@ -176,10 +187,12 @@ def _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp1
         raise ValueError(f"--weights: {e}") from None
     clip = open_input(src)
     n = clip.num_frames
+    why = fit_problem(folder, n, clip.width, clip.height, "INPUT")
+    if why and not allow_ref_mismatch:
+        raise ValueError(f"--ref {why} (--allow-ref-mismatch uses it anyway)")
     late = [f for f, _ in folder.references if f >= n]
     if late:
-        raise ValueError(f"--ref {refs_dir} has references for frames beyond INPUT's {n} frames (first: {late[0]}); "
-                         "was it extracted from another video?")
+        raise ValueError(f"--ref {refs_dir} has references for frames beyond INPUT's {n} frames (first: {late[0]})")
     if ref_scope not in (None, "shot", "clip"):
         raise ValueError(f"--ref-scope must be shot or clip, got {ref_scope!r}")
     try:
@@ -196,14 +209,13 @@ def _prepare(input, refs_dir, output, codec, size, weights, backend, device, fp1
     refs = {p.name: file_sha256(p) for p in sorted(refs_root.iterdir())
             if p.is_file() and (p.name == INDEX_JSON or REF_RE.match(p.name))}
     params = {"version": KEY_VERSION, "vscolormnet": __version__, "input": input_identity(src, clip), "refs": refs,
-              "weights": file_sha256(weights_path), "size": size, "backend": backend, "device": device,
-              "fp16": bool(fp16), "precision": precision, "tf32": bool(tf32),
+              "weights": file_sha256(weights_path), "size": size, "backend": spec_fields(spec),
               "memory": dataclasses.asdict(memory or MemoryConfig()), "codec": codec,
               "codec_args": CODECS[codec][0], "cuts": list(plan.cuts), "ref_scope": ref_scope, "format": stored.name,
               "colour": colours}
     return {"input": src.resolve(), "output": out.resolve(), "script": is_script(src), "refs_dir": refs_root,
-            "weights": weights_path, "size": size, "backend": backend, "device": device, "fp16": fp16,
-            "precision": precision, "tf32": tf32, "memory": memory, "cuts": cuts, "ref_scope": ref_scope, "plan": plan, "num_frames": n,
+            "weights": weights_path, "size": size, "backend": spec, "memory": memory,
+            "allow_ref_mismatch": allow_ref_mismatch, "cuts": cuts, "ref_scope": ref_scope, "plan": plan, "num_frames": n,
             "codec_args": CODECS[codec][0], "colours": colours, "key": film_key(params)}
 
 
@@ -249,8 +261,8 @@ def _render(ray, todo: list[Shot], prep: dict, key: str, work: Path, *, workers:
             threads: int, window: int, max_retries: int, progress: _Progress) -> int:
     """Start (or join) Ray, render ``todo``, and shut down what we started, whatever happens."""
     from .worker import CRASH_ENV
-    cfg = {name: prep[name] for name in ("size", "backend", "device", "fp16", "precision", "tf32", "memory",
-                                         "cuts", "ref_scope", "codec_args")}
+    cfg = {name: prep[name] for name in ("size", "backend", "memory", "cuts", "ref_scope", "codec_args",
+                                         "allow_ref_mismatch")}
     cfg.update(input=str(prep["input"]), refs_dir=str(prep["refs_dir"]), weights=str(prep["weights"]),
                threads=threads, work_dir=str(work.resolve()), colour_options=prep["colours"],
                crash=os.environ.get(CRASH_ENV))

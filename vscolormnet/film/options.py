@@ -100,14 +100,15 @@ def film_kwargs(args) -> dict | None:
             "device": getattr(args, "device", None), "fp16": True if getattr(args, "fp16", False) else None,
             "precision": getattr(args, "precision", None), "tf32": getattr(args, "tf32", None),
             "memory": _memory(args), "audio": not getattr(args, "no_audio", False),
-            "cuts": getattr(args, "cuts", None), "ref_scope": getattr(args, "ref_scope", None)}
+            "cuts": getattr(args, "cuts", None), "ref_scope": getattr(args, "ref_scope", None),
+            "allow_ref_mismatch": bool(getattr(args, "allow_ref_mismatch", False))}
 
 
 def _memory(args):
     """A ``MemoryConfig`` from the memory flags when the parser has them (validated by ``Colorize``)."""
     if not hasattr(args, "mem_every"):
         return None
-    from ..config import MemoryConfig
+    from ..runtime.config import MemoryConfig
     return MemoryConfig(mem_every=args.mem_every, max_mid_term_frames=args.max_mid_term_frames,
                         min_mid_term_frames=args.min_mid_term_frames, num_prototypes=args.num_prototypes,
                         max_long_term_elements=args.max_long_term_elements, top_k=args.top_k,

@@ -19,8 +19,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from ..commands.common import CommandError
-from ..fileutil import stdout_to_stderr
+from ..util.errors import CommandError
+from ..util.files import stdout_to_stderr
 from .worker import ShotWorker
 
 OBJECT_STORE_BYTES = 128 << 20     # shots return small dicts; keep the local object store small
@@ -73,7 +73,7 @@ def check_resources(ray, workers: int, threads: int, gpus: float) -> None:
 
 def _error_line(e: BaseException) -> str:
     """One meaningful line from a Ray error (the worker's exception, not Ray's wrapper)."""
-    from ..vsformat import error_summary
+    from ..util.cli import error_summary
     cause = getattr(e, "cause", None)
     if cause is not None and not isinstance(cause, type(e)):
         if type(cause).__name__ == "Error":       # vs.Error: its last "Colorize: ..." line

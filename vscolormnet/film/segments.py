@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import vapoursynth as vs
 
-from ..fileutil import atomic_write_text, file_sha256, temp_path_beside
+from ..media.encode import disk_full
+from ..util.files import atomic_write_text, file_sha256, temp_path_beside
 
 core = vs.core
 MANIFEST_VERSION = 1
@@ -139,7 +140,9 @@ def encode_segment(clip: vs.VideoNode, path: Path, codec_args: list[str], thread
             raise
         if rc != 0:
             err.seek(0)
-            raise SegmentError(f"ffmpeg failed (exit code {rc}) writing {path.name}: {_first_lines(err.read())}")
+            text = err.read()
+            raise SegmentError(disk_full(rc, text.decode("utf-8", "replace"), path)
+                               or f"ffmpeg failed (exit code {rc}) writing {path.name}: {_first_lines(text)}")
     got = count_frames(path)
     if got != clip.num_frames:
         raise SegmentError(f"{path.name} holds {got} frames, expected {clip.num_frames}")
@@ -159,6 +162,9 @@ def join(segments: list[Path], output: Path, total: int, audio_from: str | None,
     try:
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
         if proc.returncode != 0:
+            full = disk_full(proc.returncode, proc.stderr.decode("utf-8", "replace"), output)
+            if full:
+                raise SegmentError(full)
             why = _first_lines(proc.stderr).replace(str(tmp), str(output))
             raise SegmentError(f"ffmpeg failed (exit code {proc.returncode}) joining the segments into {output}: {why}")
         got = count_frames(tmp)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import vapoursynth as vs
 
-from .. import vsformat
-from ..fileutil import file_sha256
+from ..media import vsformat
+from ..util.files import file_sha256
 
 SCRIPT_SUFFIXES = (".vpy", ".py")
 

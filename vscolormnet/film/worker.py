@@ -30,16 +30,15 @@ class ShotWorker:
         torch.set_num_threads(cfg["threads"])
         import vapoursynth as vs
 
-        from ..filter import Colorize
+        from ..vs.filter import Colorize
         from .segments import storable
         from .source import open_input
         vs.core.num_threads = cfg["threads"] + 1       # decoding overlaps the network a little
         self.cfg = cfg
         clip = open_input(cfg["input"])
         out = Colorize(clip, cfg["refs_dir"], size=cfg["size"], weights=cfg["weights"], backend=cfg["backend"],
-                       device=cfg["device"], fp16=cfg["fp16"], precision=cfg.get("precision"),
-                       tf32=cfg.get("tf32"), memory=cfg["memory"], cuts=cfg["cuts"],
-                       ref_scope=cfg["ref_scope"],
+                       memory=cfg["memory"], cuts=cfg["cuts"],
+                       ref_scope=cfg["ref_scope"], allow_ref_mismatch=cfg["allow_ref_mismatch"],
                        snapshot_interval=NO_SNAPSHOTS, max_snapshots=1)
         self.out = storable(out)
         self.current: tuple[int | None, int] = (None, 0)
@@ -53,7 +52,7 @@ class ShotWorker:
 
     def render(self, job: dict) -> dict:
         """Write shot ``job['shot']`` (frames ``start``..``stop-1``) and its manifest; returns the manifest."""
-        from ..fileutil import temp_path_beside
+        from ..util.files import temp_path_beside
         from .segments import (
             encode_segment,
             manifest_path,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileutil import atomic_write, is_writable_dir
+from ..util.files import atomic_write, is_writable_dir
 from .measures import CHANNELS
 
 DEFINITIONS = {

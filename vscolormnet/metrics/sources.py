@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import IMAGE_SUFFIXES, ImageError, list_images, read_rgb
+from ..media.images import IMAGE_SUFFIXES, ImageError, list_images, read_rgb
 
 log = logging.getLogger("vscolormnet")
 
@@ -93,7 +93,7 @@ def _folder_clip(name: str, pred_dir: Path, gt_dir: Path) -> ClipSource:
 def _video_clip(pred_path: Path, gt_path: Path) -> ClipSource:
     import vapoursynth as vs
 
-    from .. import vsformat
+    from ..media import vsformat
     pred = vsformat.to_rgb24(vsformat.open_video(pred_path, "--pred"))
     gt = vsformat.to_rgb24(vsformat.open_video(gt_path, "--gt"))
     if pred.num_frames != gt.num_frames:

@@ -2,7 +2,7 @@
 
 The four stateless parts are ``encode_key``, ``encode_value`` / ``encode_value_deep``,
 ``short_term_attention`` and ``decode`` / ``decode_update``. The memory and everything
-that depends on the frame index live in host code (``vscolormnet.core``), so the same
+that depends on the frame index live in host code (``vscolormnet.runtime.propagator``), so the same
 stages can be served by PyTorch, ONNX Runtime or TensorRT.
 
 Child names (``key_encoder``, ``value_encoder``, ``key_proj``, ``short_term_attn``,

@@ -1,0 +1,1 @@
+"""Pixels in and out: colour conversion, image files, VapourSynth formats, ffmpeg, reference folders."""

@@ -1,0 +1,1 @@
+"""The stateful propagation: per-frame step, sessions, memory, key run-ahead, shared networks."""

@@ -1,0 +1,358 @@
+"""The per-frame step: the one place that decides what a frame is (``FrameRole``) and acts on it.
+
+Every per-frame decision is made here and nowhere else: whether frame t starts a new shot
+(``starts_shot``: a known cut of the plan, or, with ``scene_reset``, the frame's own scene-change
+mark), whether it has a reference, whether it is a memory frame, whether it deep-updates the
+hidden state (``frame_role``). Sessions and renderers only pass frames and marks in.
+
+``Propagator`` owns one clip's recurrent state (``PropagationState``) and runs frames strictly
+in order. It reproduces the official ``InferenceCore.step`` (a reference is the colour
+version of a frame) and ``step_AnyExemplar`` (references are separate exemplars), generalised
+to several references and to scene resets:
+
+- every reference is encoded once (``bank``) and held in a *permanent* memory slot of every
+  state whose scope includes it: all references (``ref_scope='clip'``), or, with a shot plan
+  and ``ref_scope='shot'``, the references inside the frame's shot plus those without a
+  frame (a shot with none of its own reads all of them);
+- a frame that has a reference (``ref_frames``) outputs the reference's ab exactly, resets
+  the hidden state and deep-updates it, and becomes the short-term attention target;
+- the first frame of a segment (clip start or scene reset) without a reference is read from
+  memory only (no short-term attention, no hidden update) and stored without deep update.
+
+Tensors are on the backend's device. The only host read is the per-step finite check, which
+``step(defer_check=True)`` leaves to the caller, so a CUDA step never waits for the GPU.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from ..backends.base import Backend, StageTimes
+from .config import MemoryConfig
+from .memory import MemoryManager
+from .shots import ShotPlan
+from ..model.stages import HIDDEN_DIM, NUM_OBJECTS
+
+REF_SCOPES = ("clip", "shot")
+
+
+class NonFiniteError(FloatingPointError):
+    """A stage produced NaN or inf: the weights or the input are broken. Never a silent grey frame."""
+
+
+class _FiniteCheck:
+    """Collects one "all finite" flag per stage output on the device, read back once per frame."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.flags: list[torch.Tensor] = []
+
+    def add(self, stage: str, *tensors: torch.Tensor) -> None:
+        self.names.append(stage)
+        self.flags.append(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+    def pending(self, where: str) -> "PendingCheck":
+        """The flags on their way to the host (no wait on CUDA); ``raise_if_bad`` reads them."""
+        return PendingCheck(self.names, torch.stack(self.flags) if self.flags else None, where)
+
+    def raise_if_bad(self, where: str) -> None:
+        self.pending(where).raise_if_bad()
+
+
+class PendingCheck:
+    """One step's finite flags. On CUDA they are copied without blocking into pinned memory with an
+    event, so the host waits for them only when they are read: with the frame's copy-out, which
+    waits for the GPU anyway, or one step later (``ClipSession``). Reading is idempotent."""
+
+    def __init__(self, names: list[str], flags: torch.Tensor | None, where: str):
+        self.names, self.where = names, where
+        self._event = None
+        if flags is not None and flags.is_cuda:
+            host = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+            host.copy_(flags, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record(torch.cuda.current_stream(flags.device))
+            flags = host
+        self._flags = flags
+        self._bad: str | None = None       # None: not read yet; "": all finite; else the first bad stage
+
+    def ready(self) -> bool:
+        """True when reading the flags will not wait."""
+        return self._bad is not None or self._event is None or self._event.query()
+
+    def raise_if_bad(self) -> None:
+        """Raise ``NonFiniteError`` naming the first stage with NaN/inf (waits for the flags on CUDA)."""
+        if self._bad is None:
+            if self._event is not None:
+                self._event.synchronize()
+            ok = [] if self._flags is None else self._flags.tolist()
+            self._bad = next((name for name, good in zip(self.names, ok) if not good), "")
+        if self._bad:
+            raise NonFiniteError(f"stage {self._bad} produced NaN or inf values at {self.where} (broken weights, "
+                                 "a non-finite input, or an overflow in reduced precision)")
+
+
+@dataclass
+class Reference:
+    """A colour reference at the inference size.
+
+    image: ``1×3×Hp×Wp`` normalised L' ×3 that the reference key is computed from (the
+    reference's own L for exemplars, the clip frame's L for ``ref_frames``).
+    ab: ``1×2×Hp×Wp`` normalised ab'. frame: clip frame it is the colour version of, or None.
+    """
+
+    image: torch.Tensor
+    ab: torch.Tensor
+    frame: int | None = None
+
+
+@dataclass
+class PropagationState:
+    """Everything that carries from one frame to the next. ``clone()`` makes a snapshot."""
+
+    memory: MemoryManager
+    hidden: torch.Tensor | None = None
+    last_key: torch.Tensor | None = None
+    last_value: torch.Tensor | None = None
+    last_mem_frame: int = 0
+    next_frame: int = 0
+    segment_start: bool = True
+    scope: tuple[int, ...] = ()       # indices of the references in permanent memory
+
+    def clone(self) -> "PropagationState":
+        """Snapshot; tensors replaced later are shared, tensors mutated in place are copied."""
+        return PropagationState(self.memory.clone(), self.hidden, self.last_key, self.last_value,
+                                self.last_mem_frame, self.next_frame, self.segment_start, self.scope)
+
+    def nbytes(self) -> int:
+        """Approximate bytes held (memory stores dominate)."""
+        extra = sum(t.numel() * t.element_size() for t in (self.hidden, self.last_key, self.last_value)
+                    if t is not None)
+        return self.memory.nbytes() + extra
+
+
+@dataclass(frozen=True)
+class FrameRole:
+    """What frame t is, decided before anything is computed (``Propagator.frame_role``).
+
+    shot_start:     t > 0 starts a new shot: memory reset (non-permanent memory cleared, the
+                    shot's references in permanent memory), hidden state zeroed.
+    reference:      index of the reference that is the colour version of frame t, or None.
+    segment_start:  the first frame of a shot (or the clip) without a reference: read from
+                    memory only (no short-term attention, no hidden update).
+    memory_frame:   its key and value are added to memory (every ``mem_every`` frames, references,
+                    segment starts; never the clip's last frame).
+    deep_update:    the value encoder also updates the hidden state (memory frames but segment starts).
+    normal_update:  the decoder updates the hidden state (frames that are not memory frames).
+    short_term:     short-term attention to the last memory frame is added to the readout.
+    """
+
+    shot_start: bool
+    reference: int | None
+    segment_start: bool
+    memory_frame: bool
+    deep_update: bool
+    normal_update: bool
+    short_term: bool
+
+
+@dataclass
+class StepResult:
+    """One frame's output: ``ab 1×2×Hp×Wp`` and diagnostics."""
+
+    ab: torch.Tensor
+    is_memory_frame: bool
+    is_reference_frame: bool
+    memory_reset: bool
+    work_frames: int
+    long_elements: int
+    confidence: torch.Tensor | float = 1.0     # memory-match confidence (0-d tensor); 1.0 on reference frames
+    check: PendingCheck | None = None          # finite flags not read yet (``step(defer_check=True)``)
+
+
+class Propagator:
+    """Runs the per-frame algorithm on a backend for one clip."""
+
+    def __init__(self, backend: Backend, config: MemoryConfig, references: list[Reference],
+                 count_long_term_usage: bool, times: StageTimes | None = None,
+                 plan: ShotPlan | None = None, ref_scope: str = "clip", scene_reset: bool = False):
+        """plan: the known cuts (None: none); scene_reset: a frame's own scene-change mark also starts a shot."""
+        if not references:
+            raise ValueError("at least one reference is needed")
+        if ref_scope not in REF_SCOPES:
+            raise ValueError(f"ref_scope must be one of {', '.join(REF_SCOPES)}, got {ref_scope!r}")
+        self.backend = backend
+        self.config = config
+        self.count_long_term_usage = count_long_term_usage
+        self.times = times or StageTimes()
+        if backend.device.type == "cuda" and self.times.device is None:
+            self.times.device = backend.device       # timing syncs the backend's GPU, not the current one
+        self.ref_at_frame = {r.frame: i for i, r in enumerate(references) if r.frame is not None}
+        self.references = references
+        self.plan = plan
+        self.known_cuts = frozenset(plan.cuts) if plan is not None else frozenset()
+        self.ref_scope = ref_scope
+        self.scene_reset = bool(scene_reset)
+        with backend.math_mode():
+            self.bank = self._encode_references(references)     # (key, shrinkage, selection, value) per reference
+        self._initial: dict[tuple[int, ...], PropagationState] = {}
+        self._initial_lock = threading.Lock()
+
+    # ---- set-up --------------------------------------------------------------------------
+    def _encode_references(self, references: list[Reference]) -> list[tuple]:
+        bank = []
+        for i, ref in enumerate(references):
+            check = _FiniteCheck()
+            with self.times.measure("encode_key"):
+                key, shrinkage, selection, f16, _, _ = self.backend.encode_key(ref.image)
+            check.add("encode_key", key, shrinkage, selection, f16)
+            with self.times.measure("encode_value"):
+                value = self.backend.encode_value(ref.image, f16, ref.ab)
+            check.add("encode_value", value)
+            check.raise_if_bad(f"reference {i}")
+            bank.append((key, shrinkage, selection, value))
+        return bank
+
+    def scope_at(self, t: int) -> tuple[int, ...]:
+        """The references frame ``t`` reads (see the module docstring)."""
+        everything = tuple(range(len(self.references)))
+        if self.ref_scope == "clip" or self.plan is None:
+            return everything
+        start, stop = self.plan.bounds(self.plan.shot_of(t))
+        own = [i for i, r in enumerate(self.references) if r.frame is not None and start <= r.frame < stop]
+        if not own:
+            return everything
+        return tuple(sorted(own + [i for i, r in enumerate(self.references) if r.frame is None]))
+
+    def _initial_state(self, scope: tuple[int, ...]) -> PropagationState:
+        with self._initial_lock:
+            state = self._initial.get(scope)
+            if state is None:
+                memory = MemoryManager(self.config, self.count_long_term_usage)
+                for i in scope:
+                    key, shrinkage, selection, value = self.bank[i]
+                    memory.add_permanent(key, shrinkage, value, selection)
+                key, _, _, value = self.bank[scope[-1]]
+                state = self._initial[scope] = PropagationState(memory=memory, last_key=key, last_value=value,
+                                                                scope=scope)
+            return state
+
+    def new_state(self, start: int = 0) -> PropagationState:
+        """The state before frame ``start`` (0, or a frame where a new scene starts)."""
+        state = self._initial_state(self.scope_at(start)).clone()
+        state.next_frame = state.last_mem_frame = start
+        return state
+
+    def _zero_hidden(self, key: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(1, NUM_OBJECTS, HIDDEN_DIM, *key.shape[-2:], device=key.device,
+                           dtype=torch.float32)
+
+    # ---- the decisions ---------------------------------------------------------------------
+    def starts_shot(self, t: int, scene_change: bool) -> bool:
+        """Frame ``t`` starts a new shot: a known cut, or (``scene_reset``) the frame marks a scene change."""
+        return t > 0 and (t in self.known_cuts or (self.scene_reset and bool(scene_change)))
+
+    def frame_role(self, state: PropagationState, scene_change: bool, end: bool) -> FrameRole:
+        """What frame ``state.next_frame`` is (see ``FrameRole``); ``end``: it is the clip's last frame."""
+        t = state.next_frame
+        shot_start = self.starts_shot(t, scene_change)
+        reference = self.ref_at_frame.get(t)
+        segment_start = (state.segment_start or shot_start) and reference is None
+        memory_frame = (reference is not None or segment_start
+                        or t - state.last_mem_frame >= self.config.mem_every) and not end
+        return FrameRole(shot_start=shot_start, reference=reference, segment_start=segment_start,
+                         memory_frame=memory_frame, deep_update=memory_frame and not segment_start,
+                         normal_update=not memory_frame and not end and not segment_start,
+                         short_term=reference is None and not segment_start)
+
+    # ---- the step ------------------------------------------------------------------------
+    def step(self, state: PropagationState, image: torch.Tensor, end: bool, scene_change: bool = False,
+             keys: tuple | None = None, defer_check: bool = False) -> StepResult:
+        """Process frame ``state.next_frame`` (``image 1×3×Hp×Wp``); ``end`` marks the clip's last frame,
+        ``scene_change`` the frame's own scene-change mark (``starts_shot`` decides what it means).
+
+        keys: the frame's six ``encode_key`` outputs when computed ahead (``keyahead``); None: computed here.
+        defer_check: return the finite flags unread in ``StepResult.check`` instead of checking them
+        now (a host sync on CUDA); the caller must read them before using the result or the state.
+        The whole step runs under ``backend.math_mode()``: the memory readout between the stages is
+        device math too, and must not depend on what another thread's stage call holds (TF32).
+        """
+        with self.backend.math_mode():
+            return self._step(state, image, self.frame_role(state, scene_change, end), keys, defer_check)
+
+    def _step(self, state: PropagationState, image: torch.Tensor, role: FrameRole,
+              keys: tuple | None, defer_check: bool) -> StepResult:
+        t = state.next_frame
+        be, tm = self.backend, self.times
+        if role.shot_start:
+            scope = self.scope_at(t)
+            if scope == state.scope:
+                state.memory.clear_non_permanent()
+            else:
+                state.memory = self._initial_state(scope).memory.clone()
+                state.scope = scope
+            state.segment_start = True
+            key, _, _, value = self.bank[scope[-1]]
+            state.last_key, state.last_value = key, value
+        ref_index = role.reference
+        is_reference_frame = ref_index is not None
+
+        check = _FiniteCheck()
+        if keys is None:
+            with tm.measure("encode_key"):
+                keys = be.encode_key(image)
+        key, shrinkage, selection, f16, f8, f4 = keys
+        check.add("encode_key", key, shrinkage, selection, f16, f8, f4)
+        if state.hidden is None or is_reference_frame or role.segment_start:
+            state.hidden = self._zero_hidden(key)
+
+        confidence = 1.0
+        if is_reference_frame:
+            ab = self.references[ref_index].ab
+        else:
+            with tm.measure("memory_readout"):
+                readout = state.memory.read(key, selection)
+                confidence = state.memory.last_confidence
+            check.add("memory_readout", readout)
+            if role.short_term:
+                with tm.measure("short_term_attention"):
+                    attention = be.short_term_attention(key, state.last_key, state.last_value)
+                check.add("short_term_attention", attention)
+                readout = readout + attention
+            with tm.measure("decoder"):
+                if role.normal_update:
+                    ab, state.hidden = be.decode_update(f16, f8, f4, readout, state.hidden)
+                    check.add("decode_update", ab, state.hidden)
+                else:
+                    ab = be.decode(f16, f8, f4, readout, state.hidden)
+                    check.add("decode", ab)
+
+        if role.memory_frame:
+            with tm.measure("encode_value"):
+                if role.deep_update:
+                    value, state.hidden = be.encode_value_deep(image, f16, ab, state.hidden)
+                    check.add("encode_value_deep", value, state.hidden)
+                else:
+                    value = be.encode_value(image, f16, ab)
+                    check.add("encode_value", value)
+            if is_reference_frame:
+                # Its (key, value) already sit in the permanent slot, computed identically.
+                value = self.bank[ref_index][3]
+            else:
+                with tm.measure("memory_readout"):
+                    state.memory.add(key, shrinkage, value, selection)
+            state.last_mem_frame = t
+            state.last_key, state.last_value = key, value
+
+        pending = check.pending(f"frame {t}")
+        if not defer_check:
+            pending.raise_if_bad()
+            pending = None
+        state.segment_start = False
+        state.next_frame = t + 1
+        mem = state.memory
+        return StepResult(ab=ab, is_memory_frame=role.memory_frame, is_reference_frame=is_reference_frame,
+                          memory_reset=role.shot_start, work_frames=mem.work.size // (mem.hw or 1),
+                          long_elements=mem.long.size, confidence=confidence, check=pending)

@@ -1,0 +1,1 @@
+"""Foundation: files written atomically, locks, CPU facts, the user-error vocabulary."""

@@ -1,0 +1,1 @@
+"""The VapourSynth filter: Colorize, its renderer, reference loading, shot detection."""

@@ -1,0 +1,1 @@
+"""Checkpoints: locate, verify, download, the seeded parity checkpoint, sample data."""
