@@ -1,25 +1,18 @@
 """Verify the GPU path in one command and print one table (run through scripts/gpu_check.sh).
 
-Rows: parity of every case in tests/data/parity on PyTorch CUDA fp32 with TF32 off (the bounds
-of vscolormnet/weights/parity.py); fp16 and bf16 deviation from our CUDA fp32 (fp16 against the bound of
-the same module); order independence through ``Colorize`` on a 20-frame clip (a fresh node in
-order again, shuffled, and all frames in flight on 8 threads: max |Δ| against the first in-order
-run; the default key batch and the snapshots cut the clip at different frames); bench
-(``vscolormnet.runtime.benchmark.run_bench``) at 384/512 × fp32/fp16 × key batch 1/default on a
-1920x1080 source: fps, host syncs per frame, peak VRAM; ONNX Runtime CUDA and TensorRT rows when
-those packages are present (parity of one case, fp32 and fp16, and a bench at that case's size,
-so TensorRT builds 12 engines, not 18), each only while ``--budget-s`` has room for it. A row that
-cannot run says why (and each row goes to stderr as it completes); the exit status is 1 if any row
-FAILs or errors, and the table is printed whatever happened before. The seeded checkpoint is
-rebuilt into a temporary folder (``--weights`` reuses one). Without CUDA: one "skipped" line, exit 0.
-torchvision must be importable (timm imports it); it must match the torch build, so it is never
-carried.
+Rows: parity of every case in tests/data/parity on PyTorch CUDA fp32, TF32 off, and fp16/bf16
+deviation from our CUDA fp32 (bounds: vscolormnet/weights/parity.py); order independence through
+``Colorize`` (20 frames: in order again, shuffled, 8 threads in flight); bench
+(``runtime.benchmark.run_bench``) at 384/512 × fp32/fp16 × key batch 1/default on a 1920x1080
+source (fps, host syncs per frame, peak VRAM); ONNX Runtime CUDA and TensorRT rows when installed
+(one case fp32/fp16 and a bench at its size), each while ``--budget-s`` has room. A row that cannot
+run says why; exit 1 if any row FAILs or errors; the table is printed whatever happened. The seeded
+checkpoint is rebuilt into a temporary folder (``--weights`` reuses one). Without CUDA: one
+"skipped" line, exit 0. torchvision must match the torch build, so it is never carried.
 
-For tests only: ``--device cpu`` (implies ``--quick``) runs the same code on the CPU with one parity
-case (no reduced precision), a 4-frame Colorize clip and a 2-frame bench at the native size of a
-100x56 source. ``--quick`` on CUDA is the same small set on the GPU (fp16 and bf16 included).
-``--missing-deps`` prints, one per line, the wheels to install for modules this check needs that
-are missing or too old (the shell script installs them from gpu_wheels/).
+``--device cpu`` (implies ``--quick``): the same code on the CPU with one parity case, a 4-frame clip
+and a 2-frame bench on a 100x56 source. ``--quick`` on CUDA: that small set on the GPU.
+``--missing-deps`` prints the wheels to install for missing or too old modules (gpu_wheels/).
 """
 from __future__ import annotations
 
@@ -43,25 +36,19 @@ log = logging.getLogger("gpu_check")
 def missing_deps() -> list[str]:
     """Wheel names of the modules in ``NEEDS`` that are missing or older than the minimum."""
     import importlib.util
+    import re
     from importlib.metadata import PackageNotFoundError, version
+
+    def numbers(v: str) -> tuple[int, ...]:       # '1.0.31rc1' → (1, 0, 31)
+        return tuple(int(m.group()) for p in v.split(".")[:3] if (m := re.match(r"\d+", p)))
     out = []
     for module, dist, minimum in NEEDS:
-        if importlib.util.find_spec(module) is None:
-            out.append(dist)
-            continue
         try:
-            have = version(dist.replace("_", "-"))
+            if importlib.util.find_spec(module) is None or numbers(version(dist.replace("_", "-"))) < numbers(minimum):
+                out.append(dist)
         except PackageNotFoundError:
             continue
-        if _numbers(have) < _numbers(minimum):
-            out.append(dist)
     return out
-
-
-def _numbers(v: str) -> tuple[int, ...]:
-    """``'1.0.31rc1'`` → ``(1, 0, 31)``: enough to compare with a minimum."""
-    import re
-    return tuple(int(m.group()) for p in v.split(".")[:3] if (m := re.match(r"\d+", p)))
 
 
 class Table:

@@ -2,21 +2,28 @@
 # Set everything up (venv, ffmpeg, vapoursynth config) and run the test suite on CPU.
 #   scripts/test.sh              the whole suite (what CI runs, via .ci/run)
 #   scripts/test.sh --fast       skip the tiers marked slow, vspipe, onnx and gpu (pytest.ini)
-# Other arguments go to pytest (e.g. tests/test_color.py, -k name, -x). Setup logs and the
-# wall time of the pytest run go to stderr; pytest's report goes to stdout.
+# Other arguments go to pytest (e.g. tests/media/test_color.py, -k name, -x). The suite runs on every
+# core (pytest-xdist, -n auto; the ONNX tests stay on one worker, which exports the graphs once);
+# -n N or -p no:xdist passes through instead. Setup logs and the wall time of the pytest run go to
+# stderr; pytest's report goes to stdout.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FAST_EXPR="not slow and not vspipe and not onnx and not gpu"
 ARGS=()
+PARALLEL=(-n auto --dist loadgroup)
 for a in "$@"; do
-    if [ "$a" = "--fast" ]; then ARGS+=(-m "$FAST_EXPR"); else ARGS+=("$a"); fi
+    case "$a" in
+        --fast) ARGS+=(-m "$FAST_EXPR") ;;
+        -n|-n*|--numprocesses*|no:xdist) PARALLEL=(); ARGS+=("$a") ;;
+        *) ARGS+=("$a") ;;
+    esac
 done
 "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 export HF_HUB_OFFLINE=1 PATH="$ROOT/.venv/bin:$PATH"
 start=$(date +%s.%N)
 rc=0
-"$ROOT/.venv/bin/python" -m pytest -q ${ARGS[@]+"${ARGS[@]}"} || rc=$?
+"$ROOT/.venv/bin/python" -m pytest -q ${PARALLEL[@]+"${PARALLEL[@]}"} ${ARGS[@]+"${ARGS[@]}"} || rc=$?
 awk -v s="$start" -v e="$(date +%s.%N)" -v rc="$rc" \
     'BEGIN { printf "test: pytest ran %.1f s (exit %d)\n", e - s, rc }' >&2
 exit "$rc"

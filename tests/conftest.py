@@ -26,4 +26,13 @@ def parity_checkpoint() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads():
     import torch
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))     # pytest-xdist: share the cores
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
+
+
+def pytest_collection_modifyitems(items):
+    """pytest-xdist (``--dist loadgroup``): every test that needs the exported graphs runs on one worker,
+    which exports them once, while the other workers run the rest instead of waiting on the export."""
+    for item in items:
+        if item.get_closest_marker("onnx") or "onnx_graphs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("onnx"))

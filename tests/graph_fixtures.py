@@ -50,14 +50,17 @@ def onnx_graphs(parity_checkpoint, tmp_path_factory) -> ExportedGraphs:
     if "graphs" not in _MEMO:
         from vscolormnet.backends.graphs.cache import export_graphs
         from vscolormnet.weights.checkpoint import load_model
-        cache_dir = tmp_path_factory.getbasetemp() / "onnx-cache"
+        base = tmp_path_factory.getbasetemp()
+        # pytest-xdist: every worker has its own base temp inside the run's; the graphs are exported once
+        # into the run's folder (the cache locks and writes atomically: the other worker waits and reuses).
+        cache_dir = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "onnx-cache"
         cache_dir.mkdir(exist_ok=True)
         net = load_model(parity_checkpoint)
         paths = export_graphs(parity_checkpoint, HW, precisions=("fp32", "fp16"), cache_dir=cache_dir, net=net)
         _MEMO["graphs"] = ExportedGraphs(paths, cache_dir, Path(parity_checkpoint), net)
     yield _MEMO["graphs"]
     graphs = _MEMO.pop("graphs", None)
-    if graphs is not None:
+    if graphs is not None and not os.environ.get("PYTEST_XDIST_WORKER"):     # another worker may still read it
         shutil.rmtree(graphs.cache_dir, ignore_errors=True)   # ~1 GB; pytest keeps old base temps around
 
 

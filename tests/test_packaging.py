@@ -77,7 +77,7 @@ def _third_party_imports() -> dict[str, set[str]]:
 def test_version_is_defined_once():
     assert "version" not in PROJECT and "version" in PROJECT["dynamic"]
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "vscolormnet.__version__"}
-    assert not (ROOT / "setup.py").exists() and not (ROOT / "setup.cfg").exists()
+    assert not (ROOT / "setup.cfg").exists()           # setup.py is a shim (test_setup_py_is_a_shim_over_pyproject)
     tree = ast.parse((ROOT / "vscolormnet" / "__init__.py").read_text())
     values = [n.value.value for n in tree.body if isinstance(n, ast.Assign)
               and any(isinstance(t, ast.Name) and t.id == "__version__" for t in n.targets)]
@@ -204,3 +204,29 @@ def test_base_requirements_are_imported_at_run_time():
     unused = _names(BASE) - imported - PLUGINS
     assert not unused, f"base requirements not imported by the package: {sorted(unused)}"
     assert not _names(BASE) & extra_only, "optional back ends and tools belong in extras"
+
+
+def test_setup_py_is_a_shim_over_pyproject():
+    """``setup.py`` exists for tools that call it; every piece of metadata stays in pyproject.toml."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert [ast.unparse(c) for c in calls] == ["setup()"], "setup() with no arguments: pyproject is the source"
+
+
+@pytest.mark.slow
+def test_pip_builds_a_wheel_with_every_module(tmp_path):
+    """``pip wheel .`` (what ``pip install .`` and ``python -m build`` run) packs every module of every room."""
+    import shutil
+    import subprocess
+    import zipfile
+    src = tmp_path / "src"                     # setuptools builds in the tree: never in the checkout itself
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "data", "__pycache__", "build",
+                                                             "*.egg-info", "demo", "out"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                           "-w", str(tmp_path), str(src)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel, = tmp_path.glob("vscolormnet-*.whl")
+    packed = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".py")}
+    wanted = {str(p.relative_to(ROOT)) for p in (ROOT / "vscolormnet").rglob("*.py") if "__pycache__" not in str(p)}
+    assert wanted <= packed, sorted(wanted - packed)
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith((".pth", ".onnx", ".engine"))]

@@ -141,6 +141,14 @@ BAD = [
     (["--codec-args", "-c:v ffv1 other.mkv"], "'other.mkv' looks like an output file"),
     (["--codec-args", "-c:v no_such_encoder"], "Unknown encoder 'no_such_encoder'"),
     (["--codec-args", "-c:v ffv1 -g abc"], "Error setting option g to value abc"),
+    (["--codec-args", "-c:v libx264 -pass 1"], "--codec-args must not contain -pass: two-pass encoding"),
+    (["--codec-args", "-c:v libx264 -passlogfile /tmp/x"], "--codec-args must not contain -passlogfile"),
+    (["--codec-args", "-c:v ffv1 -vstats_file stats.txt"], "--codec-args must not contain -vstats_file"),
+    (["--codec-args", "-c:v ffv1 -report"], "--codec-args must not contain -report"),
+    (["--codec-args", "-c:v ffv1 -progress prog.txt"], "--codec-args must not contain -progress"),
+    (["--codec-args", "-c:v libx264 -x264-params crf=18:stats=/tmp/s.log"],
+     "--codec-args -x264-params must not set stats=: it writes a file of its own"),
+    (["--codec-args", "-c:v libx265 -x265-params csv=/tmp/f.csv"], "-x265-params must not set csv="),
     (["--side-by-side", "preview.jpg"], "--side-by-side must name a .png file"),
     (["--side-by-side", "missing/preview.png"], "missing/preview.png: folder"),
     (["--mem-every", "0"], "--mem-every must be a positive integer, got 0"),
@@ -170,6 +178,55 @@ def test_bad_flags_fail_before_rendering(work, fake, capsys, extra, message):
     assert message in one_line_error(capsys.readouterr().err)
     assert fake.rendered == 0
     assert leftovers(work) == [], "nothing may be written by a rejected run"
+
+
+def test_weights_folder_is_named_as_a_folder(work, fake, capsys):
+    rc = main(["colorize", str(work / "src.mkv"), "--ref", str(work / "ref.png"), "-o", str(work / "out.mkv"),
+               "--weights", str(work)])
+    assert rc == 2
+    assert one_line_error(capsys.readouterr().err) == (f"--weights: {work} is a folder, not a checkpoint file "
+                                                       f"(e.g. {work / 'DINOv2FeatureV6_LocalAtten_s2_154000.pth'})")
+    assert fake.calls == 0
+
+
+def test_reference_folder_of_another_video_is_refused_naming_both(work, fake, capsys):
+    import json
+    refs = work / "refs"
+    refs.mkdir()
+    (refs / "refs.json").write_text(json.dumps({"cuts": [3], "num_frames": 400, "width": W, "height": H}))
+    (refs / "ref_000001.png").write_bytes((work / "ref.png").read_bytes())
+    args = ["colorize", str(work / "src.mkv"), "--ref", str(refs), "-o", str(work / "out.mkv"),
+            "--weights", str(work / "w.pth"), "--codec-args", "-c:v ffv1"]
+    assert main(args) == 2
+    assert one_line_error(capsys.readouterr().err) == (
+        f"--ref {refs} was extracted from a clip of 400 frames, INPUT_VIDEO has 6; was it made from another "
+        "video or another edit? (--allow-ref-mismatch uses it anyway)")
+    assert fake.calls == 0 and not (work / "out.mkv").exists()
+    assert main([*args, "--allow-ref-mismatch"]) == 0 and fake.calls == 1
+
+
+def test_full_disk_is_named_as_such(work, fake, monkeypatch, capsys, media):
+    """A real ffmpeg stopped by the file size limit (SIGXFSZ, as on a full quota): one line naming it,
+    no partial file left; the ENOSPC wording is recognised from ffmpeg's own message."""
+    import resource
+
+    import vscolormnet.media.encode as encode
+    real = subprocess.Popen
+
+    class LimitedPopen(real):
+        def __init__(self, cmd, *a, **k):
+            if "yuv4mpegpipe" in cmd:
+                k["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+            super().__init__(cmd, *a, **k)
+    monkeypatch.setattr(encode.subprocess, "Popen", LimitedPopen)
+    (work / "long.mkv").write_bytes(media["long"].read_bytes())
+    assert colorize(work, src="long.mkv") == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"ffmpeg was stopped by the file size limit (SIGXFSZ, `ulimit -f`) writing {work / 'out.mkv'}")
+    assert leftovers(work, keep=("src.mkv", "ref.png", "w.pth", "long.mkv")) == []
+    full = encode.disk_full(1, "[matroska @ 0x1] Error writing trailer: No space left on device", work / "o.mkv")
+    assert full.startswith(f"the disk holding {work} is full (") and "choose another -o" in full
+    assert encode.disk_full(1, "Unknown encoder 'x'", work / "o.mkv") is None
 
 
 @pytest.mark.parametrize("case,message", [
@@ -254,7 +311,7 @@ def test_ffmpeg_failing_mid_stream_is_one_line(work, fake, monkeypatch, capsys):
     monkeypatch.setattr(encode, "ffmpeg_command", dies_after_a_while)
     rc = colorize(work, "--no-audio")
     msg = one_line_error(capsys.readouterr().err)
-    assert rc == 1 and "ffmpeg failed (exit code 1)" in msg and "No space left on device" in msg
+    assert rc == 1 and msg.startswith(f"the disk holding {work} is full (") and "could not write" in msg
     assert leftovers(work) == []
 
 

@@ -2,7 +2,10 @@
 parameter, raised at call time (before weights are loaded or any frame is rendered)."""
 from __future__ import annotations
 
-import gc
+import re
+
+from pathlib import Path
+
 import numpy as np
 import pytest
 import vapoursynth as vs
@@ -22,13 +25,11 @@ def ref_png(tmp_path_factory):
 
 
 def _expect(match, *args, **kwargs):
-    gc.collect()                 # nodes of earlier tests give their leases back now, not during the call
     before = shared.stats()
     with pytest.raises(vs.Error, match=r"^Colorize: " + match) as info:
         colormnet.Colorize(*args, **kwargs)
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
-    gc.collect()
-    after = shared.stats()      # earlier tests' nodes may still be going away: nothing may be added
+    after = shared.stats()      # earlier tests' nodes may be going away meanwhile: nothing may be added
     assert all(after[k] <= before[k] for k in before), f"a rejected call must not load or keep anything: {after}"
 
 
@@ -103,18 +104,54 @@ def test_ref_frames_errors(ref_png, parity_checkpoint):
     assert out.num_frames == clip.num_frames, "numpy integers are integers"
 
 
-def test_reference_folder_for_another_clip(tmp_path, ref_png, parity_checkpoint):
+def test_reference_folder_for_another_clip(tmp_path, ref_png, parity_checkpoint, caplog):
+    """A folder's index records the clip it came from: another frame count or picture shape is refused
+    naming both; allow_ref_mismatch=True uses it (a uniform rescale is always fine)."""
     import json
     import shutil
-    folder = tmp_path / "refs"
-    folder.mkdir()
-    (folder / "refs.json").write_text(json.dumps({"cuts": [], "num_frames": 100}))
-    shutil.copy(ref_png, folder / "ref_000050.png")
-    clip = clip_in_format(vs.YUV420P8)
+    ck = str(parity_checkpoint)
+    clip = clip_in_format(vs.YUV420P8)                      # 4 frames, 96x64
+
+    def folder(name, **index):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "refs.json").write_text(json.dumps({"cuts": [], **index}))
+        shutil.copy(ref_png, d / "ref_000001.png")
+        return str(d)
+    other = folder("other", num_frames=100, width=96, height=64)
+    _expect(r"ref .*other was extracted from a clip of 100 frames, the clip has 4; was it made from another "
+            r"video or another edit\? \(allow_ref_mismatch=True uses it anyway\)", clip, other, weights=ck)
+    cropped = folder("cropped", num_frames=4, width=96, height=96)
+    _expect(r"ref .*cropped was extracted from a 96x96 clip, the clip is 96x64", clip, cropped, weights=ck)
+    late_cut = folder("late_cut", num_frames=4, cuts=[2, 9])
+    _expect(r"ref .*refs\.json: cuts must be frame numbers within 0…3, got 9", clip, late_cut, weights=ck)
+    colormnet.Colorize(clip, other, weights=ck, allow_ref_mismatch=True)
+    colormnet.Colorize(clip, folder("upscaled", num_frames=4, width=48, height=32), weights=ck)
+    _expect("allow_ref_mismatch must be True or False, got 'yes'", clip, other, weights=ck, allow_ref_mismatch="yes")
+    late = folder("late", num_frames=100)
+    shutil.copy(ref_png, Path(late) / "ref_000050.png")
     _expect(r"ref folder .* has references for frames beyond the clip's 4 frames \(first: frame 50\)",
-            clip, str(folder), weights=str(parity_checkpoint))
-    _expect("ref_frames must be None when ref is a reference folder", clip, str(folder), ref_frames=[0],
-            weights=str(parity_checkpoint))
+            clip, late, weights=ck, allow_ref_mismatch=True)
+    _expect("ref_frames must be None when ref is a reference folder", clip, other, ref_frames=[0], weights=ck)
+    negative = folder("negative", num_frames=4, cuts=[-1])
+    _expect(r"ref folder: .*refs\.json: cuts must be frame numbers ≥ 0, got -1", clip, negative, weights=ck)
+
+
+def test_a_gray_reference_is_reported_once(tmp_path, ref_png, parity_checkpoint, caplog):
+    import json
+    import logging
+    import shutil
+    from vscolormnet.media.ref_folder import load_reference_folder
+    d = tmp_path / "refs"
+    d.mkdir()
+    (d / "refs.json").write_text(json.dumps({"cuts": [], "num_frames": 4}))
+    shutil.copy(ref_png, d / "ref_000001.png")
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(d / "ref_000002.png")
+    with caplog.at_level(logging.WARNING, logger="vscolormnet"):
+        load_reference_folder(d)                               # the command's own check
+        colormnet.Colorize(clip_in_format(vs.YUV420P8), str(d), weights=str(parity_checkpoint))
+    notes = [r for r in caplog.records if "still gray and are ignored" in r.getMessage()]
+    assert len(notes) == 1, [r.getMessage() for r in notes]
 
 
 def test_parameter_errors(tmp_path, ref_png, parity_checkpoint):
@@ -130,6 +167,8 @@ def test_parameter_errors(tmp_path, ref_png, parity_checkpoint):
     _expect("weights must be a checkpoint path or None, got int", clip, ref_png, weights=5)
     _expect(r"weights: weights file .*nope\.pth not found; run `python -m vscolormnet download`", clip,
             ref_png, weights=str(tmp_path / "nope.pth"))
+    _expect(rf"weights: {tmp_path} is a folder, not a checkpoint file \(e\.g\. .*DINOv2FeatureV6", clip, ref_png,
+            weights=str(tmp_path))
     _expect("backend must be one of 'torch', 'ort', 'trt', 'auto' or a backend object", clip, ref_png,
             backend="tpu", weights=ck)
     _expect("device must be 'cpu' or 'cuda' for backend 'torch', got 'tpu'", clip, ref_png, device="tpu",
@@ -199,3 +238,33 @@ def test_inference_geometry_presets():
     small = inference_geometry(320, 240, "640")
     assert (small.inf_width, small.inf_height) == (320, 240), "never upscaled"
     assert inference_geometry(1440, 1080, "native").inf_width == 1440
+
+
+@pytest.mark.parametrize("props, why", [
+    ({"_Matrix": 100}, r"frame property _Matrix must be a matrix code VapourSynth knows \(0, 1, 2, .*\), got 100"),
+    ({"_Matrix": -5}, r"frame property _Matrix must be a matrix code VapourSynth knows .*, got -5"),
+    ({"_Range": 7}, r"frame property _Range must be 1 \(full\) or 0 \(limited\), got 7"),
+    ({"_Matrix": 0}, r"frame property _Matrix is 0 \(RGB\) on a YUV clip"),
+])
+def test_invalid_colour_props_are_refused_at_call_time_and_at_render_time(ref_png, parity_checkpoint, props, why):
+    """Frame 0's props at call time; a later frame's when it is rendered: always ``Colorize: ...``, never
+    the resize library's own error."""
+    ck = str(parity_checkpoint)
+    clip = clip_in_format(vs.YUV420P8)
+    _expect(r"clip: frame 0: " + why, core.std.SetFrameProps(clip, **props), ref_png, weights=ck)
+    later = core.std.Splice([clip[:2], core.std.SetFrameProps(clip[2:], **props)])
+    out = colormnet.Colorize(later, ref_png, weights=ck, size="native")
+    out.get_frame(1)
+    with pytest.raises(vs.Error) as info:
+        out.get_frame(2)
+    from vscolormnet.util.cli import error_summary
+    assert re.match(r"^Colorize: frame 2: " + why, error_summary(info.value)), str(info.value)[-300:]
+
+
+def test_gray_clip_taken_from_yuv_keeps_its_matrix_prop(ref_png, parity_checkpoint):
+    """A GRAY clip cut out of YUV carries _Matrix=1; the RGB intermediate must not (resize refuses that)."""
+    gray = core.std.ShufflePlanes(core.std.SetFrameProps(clip_in_format(vs.YUV420P8), _Matrix=1), 0, vs.GRAY)
+    out = colormnet.Colorize(gray, ref_png, weights=str(parity_checkpoint), size="native")
+    frame = out.get_frame(0)
+    assert out.format.id == vs.YUV444P8 and frame.props["_Matrix"] == 1
+    np.testing.assert_array_equal(np.asarray(frame[0]), np.asarray(gray.get_frame(0)[0]))

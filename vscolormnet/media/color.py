@@ -10,7 +10,7 @@ mapping is branch-free.
 The working dtype comes from ``work_dtype``: float64 on CPU, as skimage computes (the official
 pipeline converts uint8 frames with skimage: parity), float32 elsewhere (float64 runs at 1/64
 rate on GeForce GPUs; MPS has none). In gamut, float32 moves output RGB by < 0.01 of an 8-bit
-code (``tests/test_color.py``); where the gamut mapping reduces chroma, a bisection step can
+code (``tests/media/test_color.py``); where the gamut mapping reduces chroma, a bisection step can
 fall the other way for a rare pixel, which moves it by up to the bisection's resolution (a few
 codes next to black, where the sRGB toe is steep).
 """

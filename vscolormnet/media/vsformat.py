@@ -48,10 +48,10 @@ def _prop_int(props: dict, name: str, aliases: dict[str, int]) -> int | None:
         return int(value)
     if isinstance(value, str):
         text = value.strip().lower()
+        if text in aliases:                 # names first: "709" is BT.709, not matrix code 709
+            return aliases[text]
         if text.lstrip("-").isdigit():
             return int(text)
-        if text in aliases:
-            return aliases[text]
     raise FormatError(f"frame property {name} must be an integer (or one of {', '.join(sorted(aliases))}), "
                       f"got {value!r}")
 
