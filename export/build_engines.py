@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv=None) -> int:
     from vscolormnet.backends import BackendError, resolve_spec
     from vscolormnet.backends.trt_backend import build_engines
-    from vscolormnet.commands.export import (add_geometry_arguments, describe_geometry, geometry_from_args,
-                                             writable_dir)
+    from vscolormnet.commands.export import add_geometry_arguments, describe_geometry, geometry_from_args, writable_dir
     from vscolormnet.weights.checkpoint import resolve_weights
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    from vscolormnet.commands.export import add_geometry_arguments, describe_geometry, geometry_from_args
     from vscolormnet.backends.graphs import manifest
     from vscolormnet.backends.graphs.cache import onnx_path
     from vscolormnet.backends.graphs.check import check_graph, real_inputs
+    from vscolormnet.commands.export import add_geometry_arguments, describe_geometry, geometry_from_args
     from vscolormnet.media.images import read_rgb
     from vscolormnet.model.stages import STAGES
     from vscolormnet.weights.checkpoint import load_model, resolve_weights

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 import vscolormnet.backends.torch_backend as torch_backend  # noqa: E402
 import vscolormnet.weights.checkpoint as weights  # noqa: E402
 from vscolormnet.backends import Torch  # noqa: E402
-from vscolormnet.runtime.frames import colorize_frames  # noqa: E402
 from vscolormnet.model.precision import fp32_island  # noqa: E402
+from vscolormnet.runtime.frames import colorize_frames  # noqa: E402
 
 aten = torch.ops.aten
 PRODUCTS = {aten.convolution.default, aten._convolution.default, aten.conv2d.default, aten.linear.default,

@@ -117,6 +117,7 @@ def parity_rows(table: Table, spec_of, label: str, weights, cases, reduced: tupl
     """Each case on ``spec_of('fp32')`` against the official outputs, then each reduced precision against it
     (``need_s``: see ``Table.run``)."""
     import numpy as np
+
     from vscolormnet.runtime.frames import colorize_frames
     from vscolormnet.weights.parity import AB_MAX, AB_MEAN, FP16_MAX, FP16_MEAN, load_case, parity_problems
 
@@ -161,9 +162,9 @@ def order_rows(table: Table, device: str, weights, frames: int, precisions: tupl
         table.add("order independence (Colorize)", device, "vapoursynth not installed", "n/a")
         return
     import numpy as np
-    from vscolormnet.vs.synthetic import clip_in_format, colour_reference, planes
 
     import vscolormnet as colormnet
+    from vscolormnet.vs.synthetic import clip_in_format, colour_reference, planes
     core = vs.core
     with tempfile.TemporaryDirectory() as tmp:
         ref = colour_reference(Path(tmp) / "ref.png")
@@ -240,8 +241,8 @@ def graph_backend_rows(table: Table, weights, device: str, tmp: Path) -> None:
     import importlib.util
 
     from vscolormnet.backends import ORT, TRT
-    from vscolormnet.weights.parity import load_case
     from vscolormnet.backends.availability import ort_cuda_problem
+    from vscolormnet.weights.parity import load_case
     cases = ["blackswan_short"]
     w, h = load_case(CASES_DIR / cases[0]).config["size_wh"]          # 224x129 → padded 224x224, as the parity rows
     for name, spec in (("ort", ORT), ("trt", TRT)):

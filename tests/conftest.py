@@ -5,9 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-from project_paths import CACHE, DATA, PARITY_CASES, ROOT  # noqa: F401  (re-exported for helpers)
 from graph_fixtures import onnx_graphs  # noqa: F401  (session-scoped ONNX export, shared by every file)
+from project_paths import CACHE, DATA, PARITY_CASES, ROOT  # noqa: F401  (re-exported for helpers)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

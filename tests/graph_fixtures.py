@@ -141,8 +141,8 @@ def tiny_weights(tmp_path_factory) -> Path:
 # ---- command-line error cases shared by the export and bench tests ----------------------------------
 def no_expensive_work(monkeypatch):
     """Make loading the network or exporting a graph fail the test (errors must come before them)."""
-    from vscolormnet.weights import checkpoint as weights
     from vscolormnet.backends.graphs import cache
+    from vscolormnet.weights import checkpoint as weights
     monkeypatch.setattr(weights, "load_model", lambda *a, **k: pytest.fail("loaded the network"))
     monkeypatch.setattr(cache, "export_graphs", lambda *a, **k: pytest.fail("started an export"))
 

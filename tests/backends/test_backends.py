@@ -297,9 +297,10 @@ def test_propagator_step_runs_inside_the_backends_math_mode(monkeypatch):
     from contextlib import contextmanager
 
     from synthetic_backend import SyntheticBackend, synthetic_frame
+
     from vscolormnet.runtime.config import MemoryConfig
-    from vscolormnet.runtime.propagator import Propagator, Reference
     from vscolormnet.runtime.memory import MemoryManager
+    from vscolormnet.runtime.propagator import Propagator, Reference
 
     class ModeBackend(SyntheticBackend):
         def __init__(self):
@@ -355,6 +356,7 @@ def test_propagator_step_runs_inside_the_backends_math_mode(monkeypatch):
 def test_stage_times_synchronise_the_backends_gpu(monkeypatch):
     """``torch.cuda.synchronize()`` without a device waits for device 0, not for a backend on cuda:1."""
     from synthetic_backend import SyntheticBackend, synthetic_frame
+
     from vscolormnet.backends.base import StageTimes
     from vscolormnet.runtime.config import MemoryConfig
     from vscolormnet.runtime.propagator import Propagator, Reference

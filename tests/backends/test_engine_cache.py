@@ -10,8 +10,8 @@ import pytest
 
 from vscolormnet.backends import engine_cache as ec
 from vscolormnet.backends.engine_cache import EngineCache, EngineKey
-from vscolormnet.util.files import atomic_write, file_sha256, stdout_to_stderr
 from vscolormnet.backends.graphs import manifest
+from vscolormnet.util.files import atomic_write, file_sha256, stdout_to_stderr
 
 ENGINE = b"ENGINE" + bytes(range(256)) * 8          # 2 KiB: above MIN_ENGINE_BYTES
 

@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
-from project_paths import PARITY_CASES
 from graph_fixtures import HW, onnx_graphs  # noqa: F401
+from project_paths import PARITY_CASES
+
 from vscolormnet.backends.graphs.check import ort_session, random_inputs, real_inputs
 from vscolormnet.backends.graphs.fp16 import FP16_KEEP_OPS, FP16_KEEP_SCOPES, FP16_KEEP_SUBTREES, fp16_keep_nodes
 from vscolormnet.media.images import read_rgb
@@ -64,7 +64,7 @@ def _cast_to(node) -> int:
     return next(a.i for a in node.attribute if a.name == "to")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")        # session: xdist may interleave this module with others
 def fp16_models(onnx_graphs):
     """stage → (fp32 ModelProto, fp16 ModelProto, fp16 value types)."""
     out = {}
@@ -206,7 +206,7 @@ def test_clean_up_merges_duplicates_and_drops_casts_to_the_own_type():
     assert np.array_equal(y, [2.5, -6]) and np.array_equal(z, [1.25, -3])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def input_sets(onnx_graphs):
     """stage → [(label, inputs)]: random (seed 123) and real activations of the parity reference image."""
     image = read_rgb(PARITY_CASES / "blackswan_short" / "ref" / "blackswan" / "00000.png")

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from graph_fixtures import HW, TinyNet, tiny_weights  # noqa: F401
 from project_paths import PARITY_CASES
+
 from vscolormnet.weights.parity import AB_MAX, AB_MEAN, FP16_MAX, FP16_MEAN, load_case
 
 pytestmark = pytest.mark.gpu

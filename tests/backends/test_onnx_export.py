@@ -16,10 +16,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
+from graph_fixtures import HW, SOURCE_FOR_HW, TinyNet, cli_errors, no_expensive_work, onnx_graphs, tiny_weights  # noqa: F401
 from project_paths import PARITY_CASES
-from graph_fixtures import (HW, SOURCE_FOR_HW, TinyNet, cli_errors, no_expensive_work, onnx_graphs,  # noqa: F401
-                            tiny_weights)
+
 from vscolormnet.backends.graphs import manifest
 from vscolormnet.backends.graphs.cache import EXPORT_VERSION, PRECISIONS, export_graphs, origin
 from vscolormnet.backends.graphs.check import ExportCheckError, ort_session, random_inputs, real_inputs

@@ -15,16 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-
+from graph_fixtures import HW, SOURCE_FOR_HW, TinyNet, cli_errors, no_expensive_work, onnx_graphs, tiny_weights  # noqa: F401
 from project_paths import PARITY_CASES
-from graph_fixtures import (HW, SOURCE_FOR_HW, TinyNet, cli_errors, no_expensive_work, onnx_graphs,  # noqa: F401
-                            tiny_weights)
-from vscolormnet.backends import create_backend
-from vscolormnet.backends import ORT, BackendError
-from vscolormnet.backends.ort_backend import OrtBackend
-from vscolormnet.runtime.frames import colorize_frames
+
+from vscolormnet.backends import ORT, BackendError, create_backend
 from vscolormnet.backends.graphs.check import random_inputs
+from vscolormnet.backends.ort_backend import OrtBackend
 from vscolormnet.model.stages import INPUTS, STAGES
+from vscolormnet.runtime.frames import colorize_frames
 
 # fp16 graphs end to end against the fp32 reference (ab' = Lab ab / 110). Measured with ORT CPU:
 # not_first (12 frames, 112×112) max 0.0056 / mean 4.4e-4, blackswan_short max 0.010 / mean 7.9e-4
@@ -114,9 +112,9 @@ def _link_or_copy(src, dst):
 @pytest.mark.onnx
 def test_graph_that_does_not_load_is_rebuilt_with_a_warning(tiny_weights, tmp_path, caplog):
     """A graph whose manifest matches (written over garbage) but that ONNX Runtime rejects: rebuilt once."""
-    from vscolormnet.util.files import atomic_write
     from vscolormnet.backends.graphs import manifest
     from vscolormnet.backends.graphs.cache import export_graphs
+    from vscolormnet.util.files import atomic_write
     net = TinyNet()
     paths = export_graphs(tiny_weights, HW, cache_dir=tmp_path, net=net)
     bad = paths[("short_term_attention", "fp32")]

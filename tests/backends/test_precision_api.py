@@ -11,10 +11,10 @@ import pytest
 import vapoursynth as vs
 
 import vscolormnet as colormnet
-from vscolormnet.vs.synthetic import colour_reference
 from vscolormnet.__main__ import main
 from vscolormnet.backends import ORT, TRT, Auto, BackendError, Torch, from_name
 from vscolormnet.util.cpuinfo import native_bf16
+from vscolormnet.vs.synthetic import colour_reference
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from project_paths import PARITY_CASES
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from project_paths import PARITY_CASES
 from vscolormnet.backends import BackendError, Torch
 from vscolormnet.backends.torch_backend import FP32_MODE, Fp32Mode, TorchBackend
 from vscolormnet.model.blocks import LayerNorm2d

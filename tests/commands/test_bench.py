@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from graph_fixtures import no_expensive_work
 
 SOURCE = ["--size", "native", "--source", "100x56"]      # pads to 112×112, the smallest size
@@ -50,8 +49,8 @@ def test_run_bench_rejects_a_bad_key_batch_before_loading(monkeypatch):
 def test_bench_tiny_real_run_json(key_batch, frames, parity_checkpoint, capfd):
     """A real run on the CPU: only JSON on stdout, the new fields, and the key batch really used.
     fp32 only: bf16 is checked without frames below (its numerics: test_torch_precision.py)."""
-    from vscolormnet.util.cpuinfo import describe
     from vscolormnet.runtime.keyahead import default_key_batch
+    from vscolormnet.util.cpuinfo import describe
     precision = "fp32"
     kb = default_key_batch("cpu") if key_batch is None else key_batch
     frames = frames or kb + 1

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import vapoursynth as vs
 from PIL import Image
-
 from project_paths import ROOT
-from vscolormnet.vs.synthetic import colour_reference
+
 from vscolormnet.__main__ import main
+from vscolormnet.vs.synthetic import colour_reference
 
 core = vs.core
 W, H = 64, 48

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vscolormnet.vs.synthetic import colour_reference, gray_frames
 from vscolormnet.__main__ import main
+from vscolormnet.vs.synthetic import colour_reference, gray_frames
 
 W, H = 64, 48
 

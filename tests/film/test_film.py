@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
-from project_paths import ROOT
 from PIL import Image
+from project_paths import ROOT
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
@@ -116,7 +116,8 @@ def test_one_and_two_workers_equal_one_process(media, parity_checkpoint, ray_add
                       f"vs.core.bs.VideoSource({str(media['clip'])!r}, cachemode=0).set_output()\n")
     capfd.readouterr()
     out = tmp_path / "one.mkv"
-    r1 = _film(dict(media, clip=script), parity_checkpoint, out, 1)
+    from vscolormnet import Torch
+    r1 = _film(dict(media, clip=script), parity_checkpoint, out, 1, backend=Torch(device="cpu"))   # a spec object
     captured = capfd.readouterr()
     assert captured.out == ""                                  # nothing on stdout, progress on stderr
     assert f"{N}/{N} frames" in captured.err and "shots 4/4" in captured.err
@@ -197,6 +198,11 @@ def test_arguments_are_checked_before_any_work(media, parity_checkpoint, tmp_pat
         run_film(media["clip"], media["refs"], tmp_path / "o.mp4", workers=1, weights=str(parity_checkpoint))
     with pytest.raises(ValueError, match="--device cuda with --workers needs --gpus-per-worker"):
         run_film(media["clip"], media["refs"], tmp_path / "o.mkv", workers=1, device="cuda")
+    from vscolormnet import Torch
+    with pytest.raises(ValueError, match="--device cuda with --workers needs --gpus-per-worker"):
+        run_film(media["clip"], media["refs"], tmp_path / "o.mkv", workers=1, backend=Torch(device="cuda"))
+    with pytest.raises(ValueError, match=r"give device inside the backend object \(Torch\(...\)\)"):
+        run_film(media["clip"], media["refs"], tmp_path / "o.mkv", workers=1, backend=Torch(), device="cpu")
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=f"^--workers needs Ray: pip install '{RAY_PIN}'$"):
         run_film(media["clip"], media["refs"], tmp_path / "o.mkv", workers=1)

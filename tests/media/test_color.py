@@ -109,8 +109,8 @@ def test_cpu_conversions_unchanged_float64():
 
 
 def _test_images():
-    from project_paths import PARITY_CASES
     from PIL import Image
+    from project_paths import PARITY_CASES
     ref = PARITY_CASES / "blackswan_short" / "ref" / "blackswan" / "00000.png"
     return [np.asarray(Image.open(ref).convert("RGB")), color.synthetic_rgb(96, 160, seed=3),
             np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)]

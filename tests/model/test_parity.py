@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
 from project_paths import CASES, PARITY_CASES, ROOT
+
 from vscolormnet.runtime.frames import colorize_frames
 from vscolormnet.weights.parity import PSNR_MIN, load_case, parity_problems, psnr, rgb_from_ab
 

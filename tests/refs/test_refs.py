@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vscolormnet.vs import scenes
 from vscolormnet.__main__ import main
 from vscolormnet.media.ref_folder import is_colour, load_reference_folder, read_rgb
+from vscolormnet.vs import scenes
 
 SIZE = (320, 240)  # W, H
 SHOTS = (("astronaut", 7), ("coffee", 6), ("chelsea", 8), ("rocket", 7))

@@ -5,7 +5,6 @@ import math
 
 import torch
 
-
 C, V = 64, 512
 H, W = 2, 3
 HW = H * W

@@ -14,8 +14,21 @@ from vscolormnet.runtime.propagator import NonFiniteError, Propagator, Reference
 from vscolormnet.runtime.session import ClipSession
 from vscolormnet.runtime.source import FrameList
 
-from .clips import (CONFIG, CUTS, FRAMES, N, REFERENCES, FlakyBackend, Images, assert_same,
-                    check_order, counters, expected, make_propagator, make_session)
+from .clips import (
+    CONFIG,
+    CUTS,
+    FRAMES,
+    REFERENCES,
+    FlakyBackend,
+    Images,
+    N,
+    assert_same,
+    check_order,
+    counters,
+    expected,
+    make_propagator,
+    make_session,
+)
 
 
 # ---- keys ahead in fixed blocks (key_batch > 1) ---------------------------------------------
@@ -362,10 +375,10 @@ def test_parity_through_a_session_with_key_batch(parity_checkpoint):
 
     import numpy as np
     from PIL import Image
-
     from project_paths import PARITY_CASES
-    from vscolormnet.media import color
+
     from vscolormnet.backends import create_backend
+    from vscolormnet.media import color
     d = PARITY_CASES / "not_first"
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["first_frame_not_exemplar"]

@@ -2,15 +2,13 @@
 values, permanent slots, and snapshot independence (spec: colormnet-reference.md §4)."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 from vscolormnet.runtime.config import MemoryConfig
 from vscolormnet.runtime.memory import KeyValueStore, MemoryManager
 
-from .memory_tensors import (HW, H, V, W, direct_similarity, flat, plain_topk_softmax,
-                             rand_frame)
+from .memory_tensors import HW, H, V, W, direct_similarity, flat, plain_topk_softmax, rand_frame
 
 
 def small_config(**kw):

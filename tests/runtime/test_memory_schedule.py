@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from synthetic_backend import SyntheticBackend, synthetic_frame
+
 from vscolormnet.runtime.config import MemoryConfig
 from vscolormnet.runtime.propagator import Propagator, Reference
 

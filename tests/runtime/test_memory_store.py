@@ -9,8 +9,7 @@ import torch
 from vscolormnet.runtime.memory import KeyValueStore
 from vscolormnet.runtime.memory import similarity as sim_fn
 
-from .memory_tensors import (HW, C, V, direct_similarity, flat, official_similarity, plain_topk_softmax,
-                             rand_frame)
+from .memory_tensors import HW, C, V, direct_similarity, flat, official_similarity, plain_topk_softmax, rand_frame
 
 
 def test_store_add_shapes_and_fresh_counters():

@@ -13,8 +13,19 @@ import torch
 from vscolormnet.runtime.propagator import NonFiniteError
 from vscolormnet.runtime.session import ClipSession
 
-from .clips import (CUTS, N, REF_FRAME, REFERENCES, FlakyBackend, Images, assert_same,
-                    check_order, expected, make_propagator, make_session)
+from .clips import (
+    CUTS,
+    REF_FRAME,
+    REFERENCES,
+    FlakyBackend,
+    Images,
+    N,
+    assert_same,
+    check_order,
+    expected,
+    make_propagator,
+    make_session,
+)
 
 
 # ---- the reference itself exercises the whole memory policy ---------------------------------

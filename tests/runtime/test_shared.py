@@ -17,8 +17,8 @@ from typing import ClassVar
 import pytest
 
 import vscolormnet.weights.checkpoint
-from vscolormnet.runtime import shared
 from vscolormnet.backends.base import Backend
+from vscolormnet.runtime import shared
 
 ZERO = {"networks": 0, "backends": 0, "network_leases": 0, "backend_leases": 0}
 
@@ -350,9 +350,8 @@ def test_stats_during_a_backend_release_does_not_deadlock(weights, monkeypatch):
 @pytest.mark.slow
 def test_colorize_nodes_share_the_network_and_free_it_with_the_node(parity_checkpoint, tmp_path):
     vs = pytest.importorskip("vapoursynth")
-    from vscolormnet.vs.synthetic import clip_in_format, colour_reference
-
     import vscolormnet as colormnet
+    from vscolormnet.vs.synthetic import clip_in_format, colour_reference
 
     gc.collect()
     assert shared.stats() == ZERO, "a previous test left leases behind"

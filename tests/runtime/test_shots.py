@@ -9,13 +9,13 @@ import threading
 
 import pytest
 import torch
-
 from synthetic_backend import SyntheticBackend, synthetic_frame
+
 from vscolormnet.runtime.config import MemoryConfig
 from vscolormnet.runtime.propagator import Propagator, Reference
 from vscolormnet.runtime.session import ClipSession
-from vscolormnet.runtime.source import FrameList
 from vscolormnet.runtime.shots import PlanError, ShotPlan, make_plan
+from vscolormnet.runtime.source import FrameList
 
 SIZE = 64
 SHOTS, SHOT_LEN = 10, 20

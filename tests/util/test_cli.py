@@ -7,11 +7,21 @@ import sys
 
 import pytest
 import vapoursynth as vs
-
 from project_paths import ROOT
+
 from vscolormnet.util.cli import run_cli
-from vscolormnet.util.errors import (BackendError, CheckpointError, CommandError, DownloadError, FormatError,
-                                     ImageError, PlanError, ReferenceError, Terminated, UserError)
+from vscolormnet.util.errors import (
+    BackendError,
+    CheckpointError,
+    CommandError,
+    DownloadError,
+    FormatError,
+    ImageError,
+    PlanError,
+    ReferenceError,
+    Terminated,
+    UserError,
+)
 
 
 def raising(exc):
@@ -49,6 +59,7 @@ def test_every_user_error_is_a_user_error_with_its_parameter():
     assert (e.param, e.value, e.accepted) == ("--size", "720", "one of 384, 512, 640, native")
 
 
+@pytest.mark.slow                  # two fresh interpreters that import torch
 @pytest.mark.parametrize("argv", [["-m", "vscolormnet", "colorize", "missing.mkv", "--ref", "r.png", "-o", "o.mkv"],
                                   ["-m", "vscolormnet.film", "missing.mkv", "--ref", "refs", "-o", "o.mkv",
                                    "--workers", "2"]])

@@ -3,7 +3,6 @@ parameter, raised at call time (before weights are loaded or any frame is render
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,9 @@ import vapoursynth as vs
 from PIL import Image
 
 import vscolormnet as colormnet
-from vscolormnet.vs.synthetic import clip_in_format, colour_reference
 from vscolormnet.runtime import shared
 from vscolormnet.runtime.geometry import inference_geometry
+from vscolormnet.vs.synthetic import clip_in_format, colour_reference
 
 core = vs.core
 
@@ -141,6 +140,7 @@ def test_a_gray_reference_is_reported_once(tmp_path, ref_png, parity_checkpoint,
     import json
     import logging
     import shutil
+
     from vscolormnet.media.ref_folder import load_reference_folder
     d = tmp_path / "refs"
     d.mkdir()

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import vapoursynth as vs
 from PIL import Image
+from project_paths import PARITY_CASES
 from skimage import color as skcolor
 
 import vscolormnet as colormnet
-from project_paths import PARITY_CASES
 from vscolormnet.vs.synthetic import clip_in_format, colour_reference, planes, rgbs_clip
 
 core = vs.core

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vapoursynth as vs
-
 from project_paths import ROOT
+
 from vscolormnet.vs.synthetic import colour_reference
 
 core = vs.core

@@ -10,8 +10,17 @@ import torch
 
 from vscolormnet.__main__ import main
 from vscolormnet.util.files import file_sha256
-from vscolormnet.weights.checkpoint import (CHECKPOINT_NAME, ENV_WEIGHTS_DIR, CheckpointError, expected_shapes, load_model,
-                                 read_state_dict, record_sha256, sha256_record_path, verify_checkpoint)
+from vscolormnet.weights.checkpoint import (
+    CHECKPOINT_NAME,
+    ENV_WEIGHTS_DIR,
+    CheckpointError,
+    expected_shapes,
+    load_model,
+    read_state_dict,
+    record_sha256,
+    sha256_record_path,
+    verify_checkpoint,
+)
 
 NAN_KEY, INF_KEY = "decoder.pred.weight", "value_encoder.conv1.weight"
 CACHE = Path(os.environ.get("VSCOLORMNET_TEST_CACHE", Path.home() / ".cache" / "vscolormnet-tests"))

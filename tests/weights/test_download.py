@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from .test_checkpoint import INF_KEY, NAN_KEY, nan_inf_copy
-from vscolormnet.util import files as fileutil
 from vscolormnet.__main__ import main
-from vscolormnet.weights.download import NOTICE_NAME, download_checkpoint
+from vscolormnet.util import files as fileutil
 from vscolormnet.util.files import file_sha256
 from vscolormnet.weights.checkpoint import CHECKPOINT_NAME, CheckpointError, sha256_record_path, verify_checkpoint
+from vscolormnet.weights.download import NOTICE_NAME, download_checkpoint
+
+from .test_checkpoint import INF_KEY, NAN_KEY, nan_inf_copy
 
 SMALL = os.urandom(3 << 20)  # 3 MB that are not a checkpoint
 

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..model.stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
 from ..util.files import stdout_to_stderr
+from .availability import ort_cuda_mismatch
+from .base import Backend
 from .graphs import manifest
 from .graphs.cache import export_graphs
 from .graphs.check import ort_optimization_level
-from ..model.stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
-from .availability import ort_cuda_mismatch
-from .base import Backend
 
 if TYPE_CHECKING:
     from .spec import ORT

@@ -17,8 +17,8 @@ from typing import ClassVar, Union
 
 import torch
 
-from .availability import cuda_problem, ort_cuda_problem, ort_problem, trt_problem
 from ..util.errors import BackendError  # noqa: F401  (defined with the other user errors)
+from .availability import cuda_problem, ort_cuda_problem, ort_problem, trt_problem
 
 log = logging.getLogger("vscolormnet")
 BACKEND_NAMES = ("torch", "ort", "trt", "auto")

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..util.files import atomic_write, file_sha256, stdout_to_stderr
-from .graphs.cache import export_graphs
 from ..model.stages import INPUTS, OUTPUTS, STAGES, validate_padded_hw
+from ..util.files import atomic_write, file_sha256, stdout_to_stderr
 from .availability import pip_install, tensorrt_requirement, trt_version_problem
 from .base import Backend
 from .engine_cache import EngineCache, EngineKey
+from .graphs.cache import export_graphs
 
 if TYPE_CHECKING:
     from .spec import TRT

@@ -27,6 +27,7 @@ def _rss_mib(field: str = "VmRSS") -> float:
 def _clip(n: int, width: int, height: int):
     import numpy as np
     import vapoursynth as vs
+
     from ..media.color import synthetic_rgb
     core = vs.core
     blank = core.std.BlankClip(format=vs.RGBS, width=width, height=height, length=n, fpsnum=24, fpsden=1)

@@ -10,8 +10,16 @@ import sys
 from pathlib import Path
 
 from ..runtime.geometry import DEFAULT_SIZE, SIZE_CHOICES
-from .common import (add_backend_arguments, add_memory_arguments, add_ref_mismatch_argument, backend_options,
-                     check_output_file, check_ref_folder_fits, memory_config, refuse_inputs)
+from .common import (
+    add_backend_arguments,
+    add_memory_arguments,
+    add_ref_mismatch_argument,
+    backend_options,
+    check_output_file,
+    check_ref_folder_fits,
+    memory_config,
+    refuse_inputs,
+)
 
 HELP = "colourise a video file from colour reference image(s) and encode it with ffmpeg"
 
@@ -117,11 +125,10 @@ def check_arguments(args) -> dict:
 def run(args) -> int:  # noqa: D103
     import vapoursynth as vs
 
-    from ..media.encode import check_encoder, encode
-    from ..vs.filter import Colorize
-    from ..media.vsformat import open_video
-
     from ..film.options import film_kwargs
+    from ..media.encode import check_encoder, encode
+    from ..media.vsformat import open_video
+    from ..vs.filter import Colorize
     film = film_kwargs(args)
     if film is not None:                      # a film across Ray workers (vscolormnet/film)
         from ..film import run_film

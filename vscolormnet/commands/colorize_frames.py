@@ -10,8 +10,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (add_backend_arguments, add_memory_arguments, backend_options, check_output_file,
-                     check_writable_folder, memory_config, refuse_inputs, same_path)
+from .common import (
+    add_backend_arguments,
+    add_memory_arguments,
+    backend_options,
+    check_output_file,
+    check_writable_folder,
+    memory_config,
+    refuse_inputs,
+    same_path,
+)
 
 __all__ = ["HELP", "add_arguments", "run", "add_memory_arguments", "add_backend_arguments", "memory_config"]
 HELP = "colourise a folder of frames (PNG/JPG, name order) from one colour reference image"
@@ -34,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
 
 def check_arguments(args) -> dict:
     """Flags and paths, checked before anything is loaded; returns the prepared pieces."""
-    from ..runtime.frames import list_frames
     from ..media.images import is_colour, read_rgb
+    from ..runtime.frames import list_frames
     from ..weights.checkpoint import CheckpointError, resolve_weights
     memory = memory_config(args)
     backend = backend_options(args)

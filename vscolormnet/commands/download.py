@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
 
 
 def run(args) -> int:  # noqa: D103
-    from ..weights.download import NOTICE_NAME, DownloadError, download_checkpoint
     from ..weights.checkpoint import sha256_record_path
+    from ..weights.download import NOTICE_NAME, DownloadError, download_checkpoint
     from .common import CommandError
     try:
         res = download_checkpoint(args.dir, url=args.url, sha256=args.sha256, force=args.force,

@@ -61,8 +61,8 @@ def run(args) -> int:  # noqa: D103
 def _suggest(args) -> int:
     from pathlib import Path
 
-    from ..refs import suggest
     from ..media.ref_folder import load_reference_folder
+    from ..refs import suggest
     from ..weights.checkpoint import CheckpointError, resolve_weights
     from .common import backend_options, check_output_file, check_ref_folder_fits
     for flag, value, low in (("-n", args.n, 1), ("--per-shot", args.per_shot, 1), ("--min-gap", args.min_gap, 1)):

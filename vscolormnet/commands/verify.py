@@ -33,8 +33,14 @@ def _check_path(value: str) -> Path:
 
 
 def run(args) -> int:  # noqa: D103
-    from ..weights.checkpoint import (CheckpointError, default_checkpoint, normalise_sha256, resolve_weights,
-                           sha256_record_path, verify_checkpoint)
+    from ..weights.checkpoint import (
+        CheckpointError,
+        default_checkpoint,
+        normalise_sha256,
+        resolve_weights,
+        sha256_record_path,
+        verify_checkpoint,
+    )
     normalise_sha256(args.sha256)
     path = resolve_weights(None) if args.path is None else _check_path(args.path)
     what = "PATH" if args.path is not None else "the default checkpoint"

@@ -18,23 +18,8 @@ from pathlib import Path
 from .. import __version__
 from ..util.files import file_sha256
 from .options import CODECS, import_ray
-from .schedule import (
-    FilmError,
-    Shot,
-    _Progress,
-    check_resources,
-    render_shots,
-    start_ray,
-)
-from .segments import (
-    SEGMENT_RE,
-    film_key,
-    join,
-    manifest_path,
-    remove_temporaries,
-    segment_path,
-    valid_manifest,
-)
+from .schedule import FilmError, Shot, _Progress, check_resources, render_shots, start_ray
+from .segments import SEGMENT_RE, film_key, join, manifest_path, remove_temporaries, segment_path, valid_manifest
 
 __all__ = ["FilmError", "FilmResult", "run_film"]
 LOCK_NAME = "film.lock"
@@ -152,12 +137,12 @@ def _film_spec(backend, device, fp16, precision, tf32, gpus_per_worker: float):
 def _prepare(input, refs_dir, output, codec, size, weights, spec, memory, cuts, ref_scope,
              allow_ref_mismatch=False) -> dict:
     """Every check that needs no Ray, and the key of everything that defines the output."""
+    from ..backends.spec import spec_fields
     from ..media import vsformat
+    from ..media.ref_folder import INDEX_JSON, REF_RE, fit_problem, load_reference_folder
     from ..runtime.config import MemoryConfig
     from ..runtime.geometry import check_size
-    from ..media.ref_folder import INDEX_JSON, REF_RE, fit_problem, load_reference_folder
     from ..runtime.shots import PlanError, make_plan
-    from ..backends.spec import spec_fields
     from ..weights.checkpoint import resolve_weights
     from .segments import colour_options, pix_fmt, stored_format
     from .source import input_identity, is_script, open_input

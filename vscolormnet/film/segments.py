@@ -28,7 +28,7 @@ from ..util.files import atomic_write_text, file_sha256, temp_path_beside
 core = vs.core
 MANIFEST_VERSION = 1
 SEGMENT_RE = re.compile(r"^seg_\d{5,}\.(mkv|json)$")
-TEMP_PREFIX = ".seg_"            # temporary names of segments and manifests (fileutil's ``.<stem>.``)
+TEMP_PREFIX = ".seg_"            # temporary names of segments and manifests (``util.files``: ``.<stem>.``)
 FFMPEG = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
 COLORSPACES = {"709": "bt709", "470bg": "bt470bg", "170m": "smpte170m", "240m": "smpte240m",
                "2020ncl": "bt2020nc", "2020cl": "bt2020c"}

@@ -53,12 +53,7 @@ class ShotWorker:
     def render(self, job: dict) -> dict:
         """Write shot ``job['shot']`` (frames ``start``..``stop-1``) and its manifest; returns the manifest."""
         from ..util.files import temp_path_beside
-        from .segments import (
-            encode_segment,
-            manifest_path,
-            segment_path,
-            write_manifest,
-        )
+        from .segments import encode_segment, manifest_path, segment_path, write_manifest
         shot, start, stop = job["shot"], job["start"], job["stop"]
         seg = segment_path(Path(self.cfg["work_dir"]), shot)
         for stale in (manifest_path(seg), seg):

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
 from ..util.errors import ImageError  # noqa: F401  (defined with the other user errors)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

@@ -7,11 +7,13 @@ all convert through these functions, so a clip is read the same way everywhere.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import vapoursynth as vs
+
 from ..util.cli import error_summary  # noqa: F401  (Colorize's messages read it from here)
 from ..util.errors import FormatError  # noqa: F401  (defined with the other user errors)
 
@@ -39,7 +41,9 @@ def first_props(clip: vs.VideoNode) -> dict:
 
 def _prop_int(props: dict, name: str, aliases: dict[str, int]) -> int | None:
     """An integer frame property that a script may have set as an int, a numeric string or a name."""
-    value = props.get(name)
+    with warnings.catch_warnings():      # _ColorRange is read on purpose: old scripts still set it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        value = props.get(name)
     if value is None:
         return None
     if isinstance(value, bytes):

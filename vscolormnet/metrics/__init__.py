@@ -8,8 +8,21 @@ JSON and plot. ``evaluation``: ties them together. The names below are the publi
 from __future__ import annotations
 
 from .evaluation import check_pair, evaluate, evaluate_clip
-from .measures import (CDC_DILATIONS, CHANNELS, cdc, cdc_channels, channel_histograms, colourfulness,
-                       frechet_distance, js_divergence, js_next, mse, psnr, psnr_official_uint8, ssim)
+from .measures import (
+                       CDC_DILATIONS,
+                       CHANNELS,
+                       cdc,
+                       cdc_channels,
+                       channel_histograms,
+                       colourfulness,
+                       frechet_distance,
+                       js_divergence,
+                       js_next,
+                       mse,
+                       psnr,
+                       psnr_official_uint8,
+                       ssim,
+)
 from .optional import FID_WEIGHTS, LPIPS_ALEX_WEIGHTS, optional_metric_status
 from .report import ClipMetrics, EvalResult, check_plot_path, format_table, plot
 from .sources import ClipSource, collect_clips, match_frames

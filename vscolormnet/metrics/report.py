@@ -185,9 +185,7 @@ def plot(res: EvalResult, path: str | os.PathLike) -> Path:
 
     Clips are laid end to end; dashed lines mark clip boundaries. Written atomically.
     """
-    from matplotlib.backends.backend_agg import (
-        FigureCanvasAgg,  # no pyplot: no global backend change
-    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend change
     from matplotlib.figure import Figure
 
     path = check_plot_path(path)

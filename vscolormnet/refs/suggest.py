@@ -63,8 +63,8 @@ def suggest(video, refs_dir, *, n: int = 10, per_shot: int = 2, min_gap: int | N
             backend="torch", size="512", progress: bool = True, **colorize_kw) -> SuggestResult:
     """Run the propagation over ``video`` with the references of ``refs_dir`` and pick frames."""
     from ..media import vsformat
-    from ..vs.filter import Colorize
     from ..media.ref_folder import load_reference_folder
+    from ..vs.filter import Colorize
     from ..vs.scenes import frame_duration, timecode
     clip = vsformat.open_video(video, "INPUT")
     folder = load_reference_folder(refs_dir)
@@ -95,8 +95,8 @@ def write_gray_frames(video, frames: list[int], folder) -> list[Path]:
     from PIL import Image
 
     from ..media import vsformat
-    from ..util.files import atomic_write
     from ..media.ref_folder import ref_name
+    from ..util.files import atomic_write
     clip = vsformat.open_video(video, "INPUT")
     gray = vsformat.to_gray8(clip)
     written = []

@@ -166,8 +166,8 @@ def run_bench(*, backend="torch", size_wh=(512, 288), frames: int | None = None,
     from ..backends.base import StageTimes
     from ..media.color import lab_float32, network_ab, network_image, synthetic_rgb
     from .config import MemoryConfig
-    from .propagator import Reference
     from .geometry import padded_size
+    from .propagator import Reference
 
     if frames is not None and frames < 2:
         raise ValueError(f"--frames must be at least 2 (the first frame is not timed), got {frames}")

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..media import color
-from ..media.color import compose_rgb, lab_float32, network_ab, network_image
-from ..util.files import atomic_write
-from ..media.images import ImageError, is_colour, list_images, read_rgb
 from ..backends import create_backend
 from ..backends.base import StageTimes
+from ..media import color
+from ..media.color import compose_rgb, lab_float32, network_ab, network_image
+from ..media.images import ImageError, is_colour, list_images, read_rgb
+from ..util.files import atomic_write
 from .config import MemoryConfig
 from .propagator import Propagator, Reference
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import torch
 
 from ..backends.base import Backend, StageTimes
+from ..model.stages import HIDDEN_DIM, NUM_OBJECTS
 from .config import MemoryConfig
 from .memory import MemoryManager
 from .shots import ShotPlan
-from ..model.stages import HIDDEN_DIM, NUM_OBJECTS
 
 REF_SCOPES = ("clip", "shot")
 

@@ -29,10 +29,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+
 import torch
 
-from .propagator import NonFiniteError, PendingCheck, PropagationState, Propagator, StepResult
 from .keyahead import KeyAhead
+from .propagator import NonFiniteError, PendingCheck, PropagationState, Propagator, StepResult
 from .source import FrameSource
 
 log = logging.getLogger("vscolormnet")

@@ -12,9 +12,8 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 from ..util.errors import PlanError  # noqa: F401  (defined with the other user errors)
-
-
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,17 @@ import os
 import numpy as np
 import vapoursynth as vs
 
-from ..runtime import shared
-from ..media import vsformat
 from ..backends.spec import BackendError, from_name
+from ..media import vsformat
+from ..runtime import shared
 from ..runtime.config import MemoryConfig
-from ..runtime.propagator import REF_SCOPES
 from ..runtime.geometry import DEFAULT_SIZE, check_size, inference_geometry
 from ..runtime.keyahead import MAX_KEY_BATCH
-from .references import ReferenceError, load_references
-from .renderer import ClipRenderer
+from ..runtime.propagator import REF_SCOPES
 from ..runtime.shots import PlanError, make_plan
 from ..weights.checkpoint import CheckpointError, resolve_weights
+from .references import ReferenceError, load_references
+from .renderer import ClipRenderer
 
 core = vs.core
 MEMORY_FIELDS = ("mem_every", "max_mid_term_frames", "min_mid_term_frames", "num_prototypes",

@@ -16,9 +16,9 @@ import numpy as np
 import vapoursynth as vs
 
 from ..media import color, vsformat
-from ..runtime.geometry import Geometry
-from ..media.ref_folder import fit_problem
 from ..media.images import ImageError, is_colour, read_rgb
+from ..media.ref_folder import fit_problem
+from ..runtime.geometry import Geometry
 from ..util.errors import ReferenceError  # noqa: F401  (defined with the other user errors)
 
 core = vs.core

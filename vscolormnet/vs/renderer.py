@@ -35,17 +35,17 @@ import torch
 import torch.nn.functional as F
 import vapoursynth as vs
 
+from ..backends.spec import BackendSpec
 from ..media import color, vsformat
 from ..runtime import shared
-from ..backends.spec import BackendSpec
 from ..runtime.config import MemoryConfig
-from ..runtime.propagator import NonFiniteError, Propagator, Reference
 from ..runtime.geometry import Geometry
 from ..runtime.keyahead import default_key_batch
-from .references import ReferenceSet
-from .source import ClipFrameSource
+from ..runtime.propagator import NonFiniteError, Propagator, Reference
 from ..runtime.session import ClipSession
 from ..runtime.shots import ShotPlan
+from .references import ReferenceSet
+from .source import ClipFrameSource
 
 log = logging.getLogger("vscolormnet")
 PROP = "ColorMNet_"

@@ -6,7 +6,6 @@ import vapoursynth as vs
 from PIL import Image
 
 
-
 def gray_frames(n: int, w: int, h: int) -> list[np.ndarray]:
     """A moving pattern in [0, 1]: gradients plus a travelling disc."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)

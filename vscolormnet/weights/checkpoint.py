@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..util.files import atomic_write_text, file_sha256
 from ..model import ColorMNet
 from ..util.errors import CheckpointError  # noqa: F401  (defined with the other user errors)
+from ..util.files import atomic_write_text, file_sha256
 
 CHECKPOINT_NAME = "DINOv2FeatureV6_LocalAtten_s2_154000.pth"
 CHECKPOINT_URL = f"https://github.com/yyang181/colormnet/releases/download/v0.1/{CHECKPOINT_NAME}"

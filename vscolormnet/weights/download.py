@@ -14,7 +14,7 @@ an HTTP ``Range`` request; a server that answers 200 instead of 206 makes the do
 from byte 0. A complete file that fails check 3 or 4 is deleted. Nothing ever appears at the
 final path unless it passed. The SHA-256 is logged and recorded in ``<name>.sha256``
 (``sha256sum`` format), and ``NOTICE_NAME`` states the licence of the weights next to them;
-both are written atomically (``fileutil``). The arguments (``--sha256``, ``--url``,
+both are written atomically (``util.files``). The arguments (``--sha256``, ``--url``,
 ``--timeout``, ``--dir`` writable) are checked before anything is fetched, and a lock file
 keeps two downloads into one folder from appending to the same ``.partial``.
 
@@ -38,10 +38,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..util import files as fileutil
-from ..util.files import atomic_write_text, file_lock, file_sha256
-from .checkpoint import (CHECKPOINT_NAME, CHECKPOINT_URL, ENV_WEIGHTS_DIR, CheckpointError, normalise_sha256,
-                      read_state_dict, record_sha256, weights_dir)
 from ..util.errors import DownloadError  # noqa: F401  (defined with the other user errors)
+from ..util.files import atomic_write_text, file_lock, file_sha256
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    CHECKPOINT_URL,
+    ENV_WEIGHTS_DIR,
+    CheckpointError,
+    normalise_sha256,
+    read_state_dict,
+    record_sha256,
+    weights_dir,
+)
 
 log = logging.getLogger("vscolormnet")
 

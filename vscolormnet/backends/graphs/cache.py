@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...util.files import atomic_write, choose_writable_dir, file_lock, file_sha256, temp_cache_dir, user_cache_dir
 from ...model.stages import STAGES, validate_padded_hw
+from ...util.files import atomic_write, choose_writable_dir, file_lock, file_sha256, temp_cache_dir, user_cache_dir
 from . import manifest
 from .check import ExportCheckError, check_graph, real_inputs
 from .trace import OPSET, export_graph
