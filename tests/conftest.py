@@ -23,12 +23,22 @@ def parity_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _sigint_reaches_subprocesses():
+    """pytest-xdist workers ignore SIGINT (Ctrl-C is the controller's) and their children would inherit
+    that: the tests that press Ctrl-C on a command must see it arrive as it does for a user."""
+    import signal
+    if os.environ.get("PYTEST_XDIST_WORKER") and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _torch_threads():
     import torch
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))     # pytest-xdist: share the cores
     torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
 
+@pytest.hookimpl(tryfirst=True)             # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """pytest-xdist (``--dist loadgroup``): every test that needs the exported graphs runs on one worker,
     which exports them once, while the other workers run the rest instead of waiting on the export."""

@@ -198,8 +198,8 @@ def test_colorize_uses_a_coloured_reference_folder(extracted, clip, tmp_path, pa
     out = colormnet.Colorize(src, str(folder), weights=str(parity_checkpoint), size="native")
     frame = out.get_frame(shot["ref_frame"])
     assert frame.props["ColorMNet_ReferenceFrame"] == 1
-    assert out.get_frame(CUTS[0]).props["ColorMNet_MemoryReset"] == 1
-    assert out.get_frame(CUTS[0] - 1).props["ColorMNet_MemoryReset"] == 0
+    assert frame.props["ColorMNet_MemoryReset"] == int(shot["ref_frame"] == CUTS[0])
+    assert out.get_frame(CUTS[0]).props["ColorMNet_MemoryReset"] == 1       # the shot's first frame
     # The reference frame's chroma is the coloured PNG's (same matrix, 4:2:0), up to the frame's own L.
     blank = core.std.BlankClip(format=vs.RGB24, width=SIZE[0], height=SIZE[1], length=1)
 
