@@ -154,3 +154,24 @@ def test_colorize_command_end_to_end(tmp_path, parity_checkpoint):
     assert (dec.num_frames, dec.width, dec.height) == (N, W, H)
     from PIL import Image
     assert Image.open(png).size[1] == H
+
+
+def test_render_sh_tags_the_stream(tmp_path, parity_checkpoint):
+    """examples/render.sh: vspipe → ffmpeg, tagged with the output's range, matrix, primaries, transfer."""
+    import json
+    src = tmp_path / "src.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24,hue=s=0",
+                    "-frames:v", "3", "-pix_fmt", "yuv420p", "-color_range", "tv", "-colorspace", "bt709",
+                    "-color_primaries", "bt709", "-color_trc", "bt709", "-c:v", "ffv1", str(src)], check=True)
+    out = tmp_path / "out.mkv"
+    proc = subprocess.run([str(ROOT / "examples" / "render.sh"), str(ROOT / "examples" / "single_reference.vpy"),
+                           str(out), f"src={src}", f"ref={colour_reference(tmp_path / 'r.png', W, H)}",
+                           f"weights={parity_checkpoint}", "size=384"],
+                          capture_output=True, text=True, env={**env(), "PYTHON": sys.executable}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                            "stream=color_range,color_space,color_primaries,color_transfer", "-of", "json", str(out)],
+                           capture_output=True, text=True, check=True)
+    got = json.loads(probe.stdout)["streams"][0]
+    assert got == {"color_range": "tv", "color_space": "bt709", "color_primaries": "bt709",
+                   "color_transfer": "bt709"}, got

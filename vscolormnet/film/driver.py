@@ -189,7 +189,8 @@ def _prepare(input, refs_dir, output, codec, size, weights, spec, memory, cuts, 
     stored = stored_format(clip.format)
     pix_fmt(stored)
     props = vsformat.first_props(clip)
-    colours = colour_options(stored.color_family, vsformat.matrix_for(clip, props), vsformat.range_for(clip, props))
+    colours = colour_options(stored.color_family, vsformat.matrix_for(clip, props), vsformat.range_for(clip, props),
+                             props)
     refs_root = Path(refs_dir).expanduser().resolve()
     refs = {p.name: file_sha256(p) for p in sorted(refs_root.iterdir())
             if p.is_file() and (p.name == INDEX_JSON or REF_RE.match(p.name))}

@@ -30,8 +30,6 @@ MANIFEST_VERSION = 1
 SEGMENT_RE = re.compile(r"^seg_\d{5,}\.(mkv|json)$")
 TEMP_PREFIX = ".seg_"            # temporary names of segments and manifests (``util.files``: ``.<stem>.``)
 FFMPEG = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-COLORSPACES = {"709": "bt709", "470bg": "bt470bg", "170m": "smpte170m", "240m": "smpte240m",
-               "2020ncl": "bt2020nc", "2020cl": "bt2020c"}
 _SUBSAMPLING = {(1, 1): "420", (1, 0): "422", (0, 0): "444", (0, 1): "440", (2, 0): "411", (2, 2): "410"}
 
 
@@ -82,12 +80,18 @@ def pix_fmt(fmt: vs.VideoFormat) -> str:
     return f"yuv{_SUBSAMPLING[key]}p{depth}"
 
 
-def colour_options(family: int, matrix: str, rng: str) -> list[str]:
-    """ffmpeg tags for a YUV output (``Colorize`` writes with the INPUT's matrix and range)."""
-    if family != vs.YUV:
-        return []
-    opts = ["-color_range", "pc" if rng == "full" else "tv"]
-    return opts + (["-colorspace", COLORSPACES[matrix]] if matrix in COLORSPACES else [])
+def colour_options(family: int, matrix: str, rng: str, props) -> list[str]:
+    """ffmpeg tags of the film's output: ``Colorize`` writes with the INPUT's matrix and range (``matrix``,
+    ``rng`` as ``vsformat`` resolves them) and keeps its primaries and transfer (from ``props``, frame 0's)."""
+    from ..media.colour_tags import ffmpeg_tags
+    from ..media.vsformat import MATRIX_IDS
+    out = {"_Range": int(vs.RANGE_FULL if rng == "full" else vs.RANGE_LIMITED),
+           "_Primaries": props.get("_Primaries"), "_Transfer": props.get("_Transfer")}
+    if family == vs.YUV and matrix in MATRIX_IDS:
+        out["_Matrix"] = MATRIX_IDS[matrix]
+    elif family == vs.RGB:
+        out["_Matrix"] = 0
+    return ffmpeg_tags(out, family)
 
 
 # ---- ffmpeg --------------------------------------------------------------------------------

@@ -61,3 +61,29 @@ def y4m_range(props) -> str:
     y4m reader takes as the input's range (so it never converts one range into the other)."""
     rng = frame_range(props)
     return "" if rng is None else f" XCOLORRANGE={'FULL' if rng == 'full' else 'LIMITED'}"
+
+
+def script_tags(script: str, args: dict[str, str]) -> list[str]:
+    """The tags of output 0 of a ``.vpy`` run with vspipe's ``-a key=value`` arguments (its frame 0 is
+    rendered once to read them): what ``examples/render.sh`` gives ffmpeg after ``vspipe -c y4m``."""
+    import runpy
+    vs.clear_outputs()
+    runpy.run_path(script, init_globals=dict(args), run_name="__vapoursynth__")
+    out = vs.get_output(0)
+    node = out.clip if hasattr(out, "clip") else out
+    return ffmpeg_tags(node.get_frame(0).props, node.format.color_family)
+
+
+def main(argv=None) -> int:
+    """``python -m vscolormnet.media.colour_tags SCRIPT.vpy [key=value ...]``: the tags, on stdout."""
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or any("=" not in a for a in argv[1:]):
+        print("usage: python -m vscolormnet.media.colour_tags SCRIPT.vpy [key=value ...]", file=sys.stderr)
+        return 2
+    print(" ".join(script_tags(argv[0], dict(a.split("=", 1) for a in argv[1:]))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

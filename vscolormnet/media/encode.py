@@ -11,6 +11,7 @@ failure ffmpeg's stdin is closed, it is terminated (then killed) and the tempora
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import re
@@ -31,6 +32,7 @@ import vapoursynth as vs
 from ..util.cli import error_line
 from ..util.errors import CommandError
 from ..util.files import temp_path_beside
+from .colour_tags import ffmpeg_tags, y4m_range
 
 Y4M_CHROMA = {(0, 0): "444", (1, 0): "422", (1, 1): "420"}
 DEFAULT_CODEC_ARGS = "-c:v libx264 -crf 16 -preset medium"
@@ -55,15 +57,15 @@ STOP_TIMEOUT = 5.0            # seconds ffmpeg gets to exit after SIGTERM before
 ABANDONED = threading.Event()  # set when frames were left rendering (the process should exit at once)
 
 
-def y4m_header(clip: vs.VideoNode) -> bytes:
-    """The YUV4MPEG2 stream header for a YUV clip (8–16 bit)."""
+def y4m_header(clip: vs.VideoNode, props=None) -> bytes:
+    """The YUV4MPEG2 stream header for a YUV clip (8–16 bit); ``props`` (frame 0's) add its range."""
     fmt = clip.format
     key = (fmt.subsampling_w, fmt.subsampling_h)
     if fmt.color_family != vs.YUV or key not in Y4M_CHROMA or fmt.sample_type != vs.INTEGER:
         raise ValueError(f"y4m needs integer YUV 4:4:4/4:2:2/4:2:0, got {fmt.name}")
     chroma = "C" + Y4M_CHROMA[key] + ("" if fmt.bits_per_sample == 8 else f"p{fmt.bits_per_sample}")
     return (f"YUV4MPEG2 W{clip.width} H{clip.height} F{clip.fps.numerator}:{clip.fps.denominator} "
-            f"Ip A1:1 {chroma}\n").encode()
+            f"Ip A1:1 {chroma}{y4m_range(props or {})}\n").encode()
 
 
 def for_y4m(clip: vs.VideoNode) -> vs.VideoNode:
@@ -199,6 +201,7 @@ class _FramePump:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vscolormnet-render", daemon=True)
         self.done = 0
+        self.first_props: dict = {}
 
     def _put(self, item) -> bool:
         while not self.stopping.is_set():
@@ -214,6 +217,8 @@ class _FramePump:
             for n, frame in enumerate(self.clip.frames(close=True)):
                 data = b"FRAME\n" + b"".join(np.ascontiguousarray(np.asarray(frame[p])).tobytes()
                                              for p in range(frame.format.num_planes))
+                if n == 0:
+                    self.first_props = dict(frame.props)        # tags the stream (``colour_tags``)
                 if self.on_frame is not None:
                     self.on_frame(n, frame)
                 if not self._put((n, data)):
@@ -312,18 +317,20 @@ def encode(clip: vs.VideoNode, output: str | os.PathLike, codec_args: str | list
     args = parse_codec_args(codec_args) if isinstance(codec_args, str) else list(codec_args)
     output = Path(output)
     clip = for_y4m(clip)
-    header = y4m_header(clip)
     pump = _FramePump(clip, on_frame)
     proc, tmp, ok = None, None, False
     with tempfile.TemporaryFile() as err:
         try:
             tmp = temp_path_beside(output)
-            proc = subprocess.Popen(ffmpeg_command(tmp, args, audio_from), stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=err, bufsize=0)
             start = time.perf_counter()
             try:
-                _write_all(proc.stdin, header)
-                for n, data in pump:
+                frames = iter(pump)
+                first = next(frames, None)     # frame 0's props describe the stream: ffmpeg starts after it
+                tags = ffmpeg_tags(pump.first_props, clip.format.color_family)
+                proc = subprocess.Popen(ffmpeg_command(tmp, [*tags, *args], audio_from), stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=err, bufsize=0)
+                _write_all(proc.stdin, y4m_header(clip, pump.first_props))
+                for n, data in itertools.chain([first] if first else [], frames):
                     _write_all(proc.stdin, data)
                     if progress:
                         _progress(n + 1, clip.num_frames, start)
