@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FAST_EXPR="not slow and not vspipe and not onnx and not gpu"
 ARGS=()
-PARALLEL=(-n auto --dist loadgroup)
+PARALLEL=(-n auto)
 for a in "$@"; do
     case "$a" in
         --fast) ARGS+=(-m "$FAST_EXPR") ;;

@@ -37,11 +37,3 @@ def _torch_threads():
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))     # pytest-xdist: share the cores
     torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
-
-@pytest.hookimpl(tryfirst=True)             # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """pytest-xdist (``--dist loadgroup``): every test that needs the exported graphs runs on one worker,
-    which exports them once, while the other workers run the rest instead of waiting on the export."""
-    for item in items:
-        if item.get_closest_marker("onnx") or "onnx_graphs" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("onnx"))

@@ -136,14 +136,14 @@ def test_test_sh_tiers_and_wall_time(tmp_path):
     r = subprocess.run([str(repo / "scripts" / "test.sh")], check=False, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 3 and r.stdout == ""
-    assert _calls(tmp_path) == ["-m pytest -q -n auto --dist loadgroup"]
+    assert _calls(tmp_path) == ["-m pytest -q -n auto"]
     assert "pytest ran" in r.stderr.splitlines()[-1] and "(exit 3)" in r.stderr
     (tmp_path / "calls").unlink()
     r = subprocess.run([str(repo / "scripts" / "test.sh"), "-x", "--fast", "tests/media/test_color.py"], check=False,
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 3
     fast = "not slow and not vspipe and not onnx and not gpu"
-    assert _calls(tmp_path) == [f"-m pytest -q -n auto --dist loadgroup -x -m {fast} tests/media/test_color.py"]
+    assert _calls(tmp_path) == [f"-m pytest -q -n auto -x -m {fast} tests/media/test_color.py"]
     (tmp_path / "calls").unlink()
     subprocess.run([str(repo / "scripts" / "test.sh"), "-n", "0", "tests/media/test_color.py"], check=False, env=env,
                    capture_output=True, text=True, timeout=60)

@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..util.errors import CommandError
 from ..util.files import stdout_to_stderr
@@ -45,6 +46,44 @@ class Shot:
         return f"shot {self.index} (frames {self.start}–{self.stop - 1})"
 
 
+TOKEN_HINT = ("run `ray get-auth-token` on the head node and give its token to this machine as RAY_AUTH_TOKEN "
+              "or in ~/.ray/auth_token")
+
+
+def ray_token_source() -> str | None:
+    """Where this driver's Ray token comes from (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, or Ray's default
+    ``~/.ray/auth_token``), or None. A Ray driver sends it only with ``RAY_AUTH_MODE=token``, which is set
+    here when a token exists and the user chose no mode: a head started with token authentication then
+    accepts the driver, as it accepts ``ray status`` on the same machine."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        source = "RAY_AUTH_TOKEN"
+    elif os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser()
+        if not path.is_file() or not path.read_text(errors="replace").strip():
+            raise ValueError(f"RAY_AUTH_TOKEN_PATH={path} is not a readable token file; {TOKEN_HINT}")
+        source = f"RAY_AUTH_TOKEN_PATH ({path})"
+    elif (Path.home() / ".ray" / "auth_token").is_file():
+        source = str(Path.home() / ".ray" / "auth_token")
+    else:
+        return None
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    return source
+
+
+def _join(ray, address: str) -> None:
+    """``ray.init(address)``, with a refused connection as one line that says what to run."""
+    token = ray_token_source()
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if token is None:
+            raise ValueError(f"--ray-address {address}: {why}; if the cluster uses token authentication, "
+                             f"{TOKEN_HINT}") from None
+        raise ValueError(f"--ray-address {address}: {why}; the token from {token} may not be the cluster's: "
+                         f"{TOKEN_HINT}") from None
+
+
 def start_ray(ray, address: str | None, cpus_needed: int) -> bool:
     """Connect to ``address``, or start a local runtime; False if Ray was already initialised (by the
     caller, who then owns it). Ray's own messages go to stderr, never stdout."""
@@ -53,7 +92,7 @@ def start_ray(ray, address: str | None, cpus_needed: int) -> bool:
         return False
     with stdout_to_stderr():
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            _join(ray, address)
         else:
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR, object_store_memory=OBJECT_STORE_BYTES)
