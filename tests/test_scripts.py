@@ -212,6 +212,7 @@ def _gpu_check(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=1800)
 
 
+@pytest.mark.slow          # a fresh interpreter imports torch
 def test_gpu_check_skips_without_cuda(tmp_path):
     r = _gpu_check(tmp_path, "--json", str(tmp_path / "never.json"))
     assert r.returncode == 0, r.stderr

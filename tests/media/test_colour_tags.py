@@ -44,6 +44,7 @@ def _luma(path) -> np.ndarray:
     return np.stack([np.asarray(f[0]) for f in open_video(path).frames(close=True)])
 
 
+@pytest.mark.slow                       # the real network and ffmpeg, four times
 @pytest.mark.parametrize("kind, args, want", [
     ("full-range gray scan", ["-pix_fmt", "gray", "-color_range", "pc"],
      {"color_range": "pc"}),
