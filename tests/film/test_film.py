@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,53 +209,32 @@ def test_arguments_are_checked_before_any_work(media, parity_checkpoint, tmp_pat
     assert not list(tmp_path.iterdir())
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def test_a_real_head_with_token_authentication(media, parity_checkpoint, expected, tmp_path):
-    """``ray start --head`` with token authentication on the loopback address (own temp dir, port and HOME,
-    stopped by its process group): ``colorize --workers 2 --ray-address`` joins it with the token Ray
-    keeps in ~/.ray/auth_token and writes the single-process frames; a wrong token is one line."""
+def test_the_driver_sends_the_token_ray_keeps(tmp_path, monkeypatch):
+    """Token authentication: the token Ray keeps (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) turns
+    on RAY_AUTH_MODE=token for the driver; a refused connection is one line that says what to run."""
     import os
-    home, temp = tmp_path / "home", tmp_path / "ray"
-    home.mkdir()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
-    subprocess.run([ray_bin, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
-    port = _free_port()
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port",
-                             str(port), "--temp-dir", str(temp), "--num-cpus", "2", "--include-dashboard", "false",
-                             "--disable-usage-stats"], env={**env, "RAY_AUTH_MODE": "token"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        out = tmp_path / "out.mkv"
-        cmd = [sys.executable, "-m", "vscolormnet", "colorize", str(media["clip"]), "--ref", str(media["refs"]),
-               "-o", str(out), "--workers", "2", "--ray-address", f"127.0.0.1:{port}", "--size", "native",
-               "--weights", str(parity_checkpoint), "--no-audio"]
-        deadline, proc = time.monotonic() + 120, None
-        while time.monotonic() < deadline:         # the head needs a few seconds before it takes drivers
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-            if proc.returncode == 0 or "Failed to connect" not in proc.stderr:
-                break
-            time.sleep(2)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert _same(_frames(out), expected)
-        bad = subprocess.run([*cmd[:8], str(tmp_path / "bad.mkv"), *cmd[9:]], cwd=ROOT,
-                             env={**env, "RAY_AUTH_TOKEN": "0" * 64}, capture_output=True, text=True, timeout=600)
-        lines = bad.stderr.strip().splitlines()
-        assert bad.returncode == 2 and lines[-1].startswith(f"colorize: error: --ray-address 127.0.0.1:{port}: "), \
-            bad.stderr[-2000:]
-        assert "the token from RAY_AUTH_TOKEN may not be the cluster's: run `ray get-auth-token`" in lines[-1]
-        assert not (tmp_path / "bad.mkv").exists()
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True)
+
+    from vscolormnet.film.schedule import _join, ray_token_source
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ray_token_source() is None and "RAY_AUTH_MODE" not in os.environ, "no token: no mode"
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("a" * 64)
+    assert ray_token_source() == str(tmp_path / ".ray" / "auth_token") and os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="RAY_AUTH_TOKEN_PATH=.*missing is not a readable token file; run `ray get"):
+        ray_token_source()
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "b" * 64)
+    assert ray_token_source() == "RAY_AUTH_TOKEN"
+
+    class Refusing:
+        @staticmethod
+        def init(**kwargs):
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+    with pytest.raises(ValueError) as e:
+        _join(Refusing, "10.0.0.1:6379")
+    assert str(e.value) == ("--ray-address 10.0.0.1:6379: Failed to connect to Ray cluster at 10.0.0.1:6379; the "
+                            "token from RAY_AUTH_TOKEN may not be the cluster's: run `ray get-auth-token` on the head "
+                            "node and give its token to this machine as RAY_AUTH_TOKEN or in ~/.ray/auth_token")

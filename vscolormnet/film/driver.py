@@ -64,6 +64,9 @@ def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None =
     ``FilmError`` (one line) for a failure after work began.
     """
     t0 = time.monotonic()
+    if ray_address:
+        from .schedule import ray_token_source
+        ray_token_source()                  # before Ray is imported: it reads RAY_AUTH_MODE at import
     ray = import_ray()
     _check_numbers(workers, gpus_per_worker, threads_per_worker, max_retries, codec)
     spec = _film_spec(backend, device, fp16, precision, tf32, gpus_per_worker)

@@ -71,7 +71,8 @@ def ray_token_source() -> str | None:
 
 
 def _join(ray, address: str) -> None:
-    """``ray.init(address)``, with a refused connection as one line that says what to run."""
+    """``ray.init(address)``, with a refused connection as one line that says what to run. The token mode
+    was set before Ray was imported (``driver.run_film``): Ray reads ``RAY_AUTH_MODE`` then."""
     token = ray_token_source()
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
