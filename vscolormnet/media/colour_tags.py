@@ -29,15 +29,12 @@ def _code(props, name: str) -> int | None:
 
 
 def frame_range(props) -> str | None:
-    """``'full'``/``'limited'`` from ``_Range`` (1 full, 0 limited), else ``_ColorRange`` (0 full, 1 limited)."""
-    r = _code(props, "_Range")
-    if r in (0, 1):
-        return "full" if r == int(vs.RANGE_FULL) else "limited"
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        c = _code(props, "_ColorRange")
-    return None if c not in (0, 1) else ("full" if c == 0 else "limited")
+    """``'full'``/``'limited'`` as the frame says (``vsformat.prop_range``), None when unknown or invalid."""
+    from .vsformat import FormatError, prop_range
+    try:
+        return prop_range(props)
+    except FormatError:
+        return None
 
 
 def ffmpeg_tags(props, family: int) -> list[str]:

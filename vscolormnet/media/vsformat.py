@@ -68,15 +68,21 @@ def matrix_for(clip: vs.VideoNode, props: dict) -> str:
     return "170m" if clip.width <= 1024 and clip.height <= 576 else "709"
 
 
-def range_for(clip: vs.VideoNode, props: dict) -> str:
-    """``_Range`` (else the deprecated ``_ColorRange``) as a resize name: YUV defaults to limited, GRAY and RGB to full."""
+def prop_range(props) -> str | None:
+    """``'full'``/``'limited'`` from ``_Range`` (1 full, 0 limited), else the deprecated ``_ColorRange`` (0 full,
+    1 limited), numbers or names; None when neither is set."""
     r = _prop_int(props, "_Range", _RANGE_ALIASES)
     if r is not None:
         return "full" if r == int(vs.RANGE_FULL) else "limited"
     c = _prop_int(props, "_ColorRange", _COLOR_RANGE_ALIASES)
     if c is not None:
         return "full" if c == 0 else "limited"
-    return "limited" if clip.format.color_family == vs.YUV else "full"
+    return None
+
+
+def range_for(clip: vs.VideoNode, props: dict) -> str:
+    """The clip's range as a resize name (``prop_range``): YUV defaults to limited, GRAY and RGB to full."""
+    return prop_range(props) or ("limited" if clip.format.color_family == vs.YUV else "full")
 
 
 def colour_prop_problem(family: int, props) -> str | None:
