@@ -12,7 +12,9 @@ Follows vs-mlrt's engine cache (``vsmlrt.py`` ``trtexec`` path) without its weak
   after the engine); a cached file is trusted only if it has a sane size, matches its manifest
   (checked *before* TensorRT sees the bytes) and deserializes; otherwise it is rebuilt with a
   warning;
-- the folder is configurable, with a writable fallback (user cache, then temp);
+- the folder is configurable, with a writable fallback (user cache, then temp), and used only if
+  private (``util.files.make_private_dir``: ours, not group/world-writable, created 0700), since a
+  manifest beside an engine proves nothing where others can write;
 - the build log is written next to the engine (``<engine>.log``) and kept on failure;
 - two processes building the same engine serialise on a lock file.
 
@@ -106,8 +108,8 @@ class EngineCache:
     @classmethod
     def open(cls, folder: str | os.PathLike | None = None, *, fallbacks: tuple[str | os.PathLike, ...] | None = None,
              min_bytes: int = MIN_ENGINE_BYTES) -> "EngineCache":
-        """``folder`` (default ``default_engine_dir()``) or, if it is not writable, the first writable fallback
-        (default: the user cache folder, then a per-user temp folder)."""
+        """``folder`` (default ``default_engine_dir()``) or, if it is not writable or not private, the first
+        private, writable fallback (default: the user cache folder, then a per-user temp folder)."""
         if fallbacks is None:
             fallbacks = (user_cache_dir("trt"), temp_cache_dir("trt"))
         preferred = Path(folder).expanduser() if folder else default_engine_dir()

@@ -15,13 +15,15 @@
   changes the engine, atomic writes, checksum manifests, rebuild of a broken file,
   writable-folder fallback, build log next to the engine).
 - Run: ``execute_async_v3`` with ``set_tensor_address`` pointing at torch CUDA tensors (no
-  pycuda, no host copies). The backend is shared by several VapourSynth nodes and called from
-  several threads, but an execution context is not thread-safe: each stage runs under a lock and
-  the device guard, on one backend-owned (non-default) stream that is ordered after the caller's
-  current stream, and the caller's stream waits for it, so callers on any stream see finished
-  outputs. Since the six contexts never run at the same time (one lock, one stream), they share
-  one activation buffer sized for the largest (``ExecutionContextAllocationStrategy.USER_MANAGED``;
-  a TensorRT without it gives each context its own).
+  pycuda, no host copies), each input first checked against its binding (``trt_bindings``:
+  shape, dtype, device, contiguity; a pointer carries none of them). The backend is shared by
+  several VapourSynth nodes and called from several threads, but an execution context is not
+  thread-safe: each stage runs under a lock and the device guard, on one backend-owned
+  (non-default) stream that is ordered after the caller's current stream, and the caller's
+  stream waits for it, so callers on any stream see finished outputs. Since the six contexts
+  never run at the same time (one lock, one stream), they share one activation buffer sized for
+  the largest (``ExecutionContextAllocationStrategy.USER_MANAGED``; a TensorRT without it gives
+  each context its own).
 
 TensorRT cannot be installed on the development machines; this module is only imported
 when ``backend='trt'`` (or ``auto`` finds ``tensorrt``). What was verified where is in README.
@@ -41,6 +43,7 @@ from .availability import pip_install, tensorrt_requirement, trt_version_problem
 from .base import Backend
 from .engine_cache import EngineCache, EngineKey
 from .graphs.cache import export_graphs
+from .trt_bindings import Binding, check_inputs
 
 if TYPE_CHECKING:
     from .spec import TRT
@@ -228,6 +231,7 @@ class TrtBackend(Backend):
                     raise RuntimeError(f"the {stage} engine has I/O {st.inputs} → {st.outputs}, expected "
                                        f"{INPUTS[stage]} → {OUTPUTS[stage]}")
                 st.inputs, st.outputs = list(INPUTS[stage]), list(OUTPUTS[stage])   # the stage method's order
+                st.bindings = [Binding(name, st.shapes[name], torch.float32) for name in st.inputs]
                 self._stages[stage] = st
         log.info("trt: %s engines ready on %s (%s%s)", len(self._stages), self.gpu_name, self.precision,
                  ", tf32" if self.tf32 else "")
@@ -296,6 +300,7 @@ class TrtBackend(Backend):
         with self._lock, torch.cuda.device(self.device):
             caller = torch.cuda.current_stream(self.device)
             inputs = [t.detach().to(self.device, torch.float32).contiguous() for t in tensors]
+            check_inputs(stage, st.bindings, inputs, self.device)     # a pointer carries no shape: check first
             outs = tuple(torch.empty(st.shapes[name], dtype=torch.float32, device=self.device)
                          for name in st.outputs)
             for name, t in zip(st.inputs, inputs):

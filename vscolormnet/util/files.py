@@ -1,21 +1,26 @@
 """Small file utilities shared by download, refs, the ONNX cache, the engine cache and the checkpoint builder.
 
 One home for: the SHA-256 of a file (memoised), atomic writes (temporary name in the same
-folder, renamed only when complete), advisory locks, a writable-folder fallback, the user
-cache folders, and a guard that keeps native libraries from printing to stdout (which may
-carry frame data: ``vspipe … - | ffmpeg``).
+folder, renamed only when complete), advisory locks, the user cache folders, the one rule that
+decides whether a cache or weights folder is private to this user (``private_problem``; folders
+we create are 0700) with a private, writable fallback, and a guard that keeps native libraries
+from printing to stdout (which may carry frame data: ``vspipe … - | ffmpeg``).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Callable
+
+from .errors import UserError
 
 log = logging.getLogger("vscolormnet")
 _HASH_MEMO: dict[tuple, str] = {}
@@ -79,21 +84,153 @@ def user_cache_dir(*parts: str) -> Path:
 
 
 def temp_cache_dir(*parts: str) -> Path:
-    """A per-user folder under the system temp folder: ``$TMPDIR/vscolormnet-<uid>/parts…``."""
+    """A per-user folder under the system temp folder: ``$TMPDIR/vscolormnet-<uid>/parts…``.
+
+    Anyone can create that name first, so it is only used after ``make_private_dir`` (as
+    ``choose_writable_dir`` does), with a fresh ``mkdtemp`` folder when it is refused."""
     uid = os.getuid() if hasattr(os, "getuid") else "user"
     return Path(tempfile.gettempdir(), f"vscolormnet-{uid}", *parts)
 
 
+# ---- private folders: a cache is trusted only when nobody else can write into it -------------------
+# Manifests are checksums stored beside the files they vouch for, so they prove nothing in a folder
+# another user can write to (a planted graph comes with a matching manifest). Like ssh with key folders:
+# a folder is used only if it is ours and not group/world-writable (the sticky bit is no excuse).
+
+def _known_roots() -> list[Path]:
+    """Shared parents of our default folders: everything we use below them is checked, component by component."""
+    roots = [Path(tempfile.gettempdir())]
+    try:
+        import platformdirs
+        roots += [Path(platformdirs.user_cache_dir()), Path(platformdirs.user_data_dir())]
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    return roots
+
+
+def _checked_components(path: Path, root: Path | None) -> list[Path]:
+    """The components of ``path`` to check, top first: those below ``root`` (default: the temp folder or
+    a platformdirs base holding ``path``, else ``path``'s parent) and every missing one (we create them)."""
+    if root is None:
+        root = next((r for r in _known_roots() if path != r and path.is_relative_to(r)), path.parent)
+    chain = [*reversed(path.parents), path]
+    return [c for c in chain if (c != root and c.is_relative_to(root)) or not os.path.lexists(c)]
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why the existing ``folder`` could be written by someone else (or is no folder), or None."""
+    if not hasattr(os, "geteuid"):  # pragma: no cover - Windows: no owners or modes to compare
+        return None if folder.is_dir() else "is not a folder"
+    me = os.geteuid()
+    link = os.lstat(folder)
+    if os.path.islink(folder) and link.st_uid != me:
+        return f"is a link owned by uid {link.st_uid}, not by you (uid {me})"
+    st = os.stat(folder)
+    if not os.path.isdir(folder):
+        return "is not a folder"
+    if st.st_uid != me:
+        return f"is owned by uid {st.st_uid}, not by you (uid {me})"
+    if st.st_mode & 0o022:
+        return f"is group- or world-writable (mode {st.st_mode & 0o7777:04o})"
+    return None
+
+
+def private_problem(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str | None:
+    """The one rule for cache and weights folders: why ``path`` is not private to this user, or None.
+
+    Private: every existing component below ``root`` (see ``_checked_components``), the folder itself
+    included, is a folder owned by this user and not group/world-writable; a link must be ours too.
+    Missing components are no problem here (``make_private_dir`` creates them 0700).
+    The answer names the offending component: ``"/tmp/vscolormnet-0 is owned by uid 65534, …"``.
+    """
+    path = Path(path)
+    for component in _checked_components(path, None if root is None else Path(root)):
+        if os.path.lexists(component) and (why := _folder_problem(component)):
+            return f"{component} {why}"
+    return None
+
+
+def make_private_dir(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str | None:
+    """Create the missing components of ``path`` with mode 0700, then ``private_problem(path, root)``.
+
+    Only folders created here are chmod-ed (the umask may have taken bits away); an existing folder
+    is never changed, only judged. Raises OSError when a component cannot be created.
+    """
+    path = Path(path)
+    for component in _checked_components(path, None if root is None else Path(root)):
+        if not os.path.lexists(component):
+            try:
+                os.mkdir(component, 0o700)
+            except FileExistsError:         # created meanwhile by someone: judged below like any other
+                continue
+            os.chmod(component, 0o700)
+    return private_problem(path, root)
+
+
+_SESSION_TEMP: dict[str, Path] = {}
+_SESSION_LOCK = threading.Lock()
+
+
+def _session_temp_dir() -> Path:
+    """This process's own ``mkdtemp`` folder (0700, a name nobody can take first), removed at exit:
+    where the temp cache goes when ``$TMPDIR/vscolormnet-<uid>`` is refused."""
+    base = tempfile.gettempdir()
+    with _SESSION_LOCK:
+        if base not in _SESSION_TEMP or not _SESSION_TEMP[base].is_dir():
+            uid = os.getuid() if hasattr(os, "getuid") else "user"
+            folder = Path(tempfile.mkdtemp(prefix=f"vscolormnet-{uid}-", dir=base))
+            atexit.register(shutil.rmtree, folder, True)
+            _SESSION_TEMP[base] = folder
+        return _SESSION_TEMP[base]
+
+
+def _candidates(preferred, fallbacks):
+    """``preferred, *fallbacks`` once each; right after the shared temp folder, this process's own one
+    (made only if the loop gets that far)."""
+    temp_base, seen = temp_cache_dir(), set()
+    for folder in ([preferred] if preferred else []) + list(fallbacks):
+        folder = Path(folder).expanduser()
+        if folder in seen:
+            continue
+        seen.add(folder)
+        yield folder
+        if folder.is_relative_to(temp_base):
+            yield _session_temp_dir() / folder.relative_to(temp_base)
+
+
+def _unusable(folder: Path) -> tuple[str | None, bool]:
+    """``(why not, refused)``: why ``folder`` cannot be the cache (None: it can) and whether it was
+    refused as not private rather than not writable."""
+    try:
+        why = make_private_dir(folder)
+    except OSError as e:
+        return f"is not writable ({e.strerror or e})", False
+    if why is not None:
+        return why, True
+    return (None, False) if is_writable_dir(folder) else ("is not writable", False)
+
+
 def choose_writable_dir(preferred: str | os.PathLike | None, fallbacks: tuple[str | os.PathLike, ...],
                         what: str = "cache") -> Path:
-    """The first writable folder of ``preferred, *fallbacks``; a warning names a skipped ``preferred``."""
-    candidates = ([Path(preferred).expanduser()] if preferred else []) + [Path(p).expanduser() for p in fallbacks]
-    for i, folder in enumerate(candidates):
-        if is_writable_dir(folder):
-            if i > 0 and preferred:
-                log.warning("%s folder %s is not writable; using %s instead", what, candidates[0], folder)
+    """The first of ``preferred, *fallbacks`` that is private (``make_private_dir``) and writable.
+
+    A refused folder gets one warning naming it, why and the folder used instead; so does a
+    ``preferred`` that is not writable. A refused ``temp_cache_dir`` is replaced by a fresh private
+    temp folder for this process. None usable: a one-line ``UserError`` listing what was tried.
+    """
+    tried: list[tuple[Path, str, bool]] = []
+    for folder in _candidates(preferred, fallbacks):
+        why, refused = _unusable(folder)
+        if why is None:
+            for i, (other, other_why, other_refused) in enumerate(tried):
+                if other_refused:
+                    log.warning("refusing %s folder %s: %s; using %s instead", what, other, other_why, folder)
+                elif i == 0 and preferred:
+                    log.warning("%s folder %s is not writable; using %s instead", what, other, folder)
             return folder
-    raise ValueError(f"no writable {what} folder: tried {', '.join(map(str, candidates))}")
+        tried.append((folder, why, refused))
+    raise UserError(f"no writable {what} folder that is yours alone: tried "
+                    + "; ".join(f"{f} ({w})" for f, w, _ in tried), param=what)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import torch
 
 from ..model import ColorMNet
 from ..util.errors import CheckpointError  # noqa: F401  (defined with the other user errors)
-from ..util.files import atomic_write_text, file_sha256
+from ..util.files import atomic_write_text, file_sha256, private_problem
 
 CHECKPOINT_NAME = "DINOv2FeatureV6_LocalAtten_s2_154000.pth"
 CHECKPOINT_URL = f"https://github.com/yyang181/colormnet/releases/download/v0.1/{CHECKPOINT_NAME}"
@@ -38,6 +38,15 @@ def weights_dir() -> Path:
         return Path(env).expanduser()
     import platformdirs
     return Path(platformdirs.user_data_dir("vscolormnet", appauthor=False))
+
+
+def default_weights_problem() -> str | None:
+    """Why the default weights folder is not private to this user (``util.files.private_problem``), or None.
+
+    Only the platformdirs default is judged: ``$VSCOLORMNET_WEIGHTS_DIR``, ``--dir`` and ``--weights``
+    are the user's own choice, like any file they name.
+    """
+    return None if os.environ.get(ENV_WEIGHTS_DIR) else private_problem(weights_dir())
 
 
 def default_checkpoint() -> Path:
@@ -145,7 +154,12 @@ def load_model(path: str | os.PathLike) -> ColorMNet:
 
 
 def resolve_weights(weights: str | os.PathLike | None) -> Path:
-    """The checkpoint to use: ``weights`` or the default location; a clear error if absent."""
+    """The checkpoint to use: ``weights`` or the default location; a clear error if absent, or if
+    the default folder is not private (anyone who can write there could swap the weights)."""
+    if not weights and (why := default_weights_problem()):
+        raise CheckpointError(f"the default weights folder {weights_dir()} is not yours alone: {why}; "
+                              f"make it yours (chmod 700), set {ENV_WEIGHTS_DIR} or pass weights",
+                              param="weights", value=None, accepted="a checkpoint file (.pth)")
     path = Path(weights).expanduser() if weights else default_checkpoint()
     if path.is_dir():
         inside = path / CHECKPOINT_NAME

@@ -118,18 +118,23 @@ def check_timeout(timeout: float, param: str = "--timeout") -> float:
 
 
 def target_folder(dest_dir: str | os.PathLike | None) -> Path:
-    """The download folder, created if needed; a ValueError naming ``--dir`` (or the variable) if unusable."""
+    """The download folder, created if needed (mode 0700); a ValueError naming ``--dir`` (or the variable)
+    if unusable, or if it is the default folder and not private (``util.files.make_private_dir``)."""
+    default = not dest_dir and not os.environ.get(ENV_WEIGHTS_DIR)
     if dest_dir:
         folder, name = Path(dest_dir).expanduser(), "--dir"
     else:
         folder = weights_dir()
-        name = f"${ENV_WEIGHTS_DIR}" if os.environ.get(ENV_WEIGHTS_DIR) else "the weights folder"
+        name = "the weights folder" if default else f"${ENV_WEIGHTS_DIR}"
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{name} {folder} is not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        why = fileutil.make_private_dir(folder)
     except OSError as e:
         raise ValueError(f"{name} {folder} cannot be created: {e.strerror or e}") from None
+    if why and default:
+        raise ValueError(f"{name} {folder} is not yours alone: {why} (make it yours, or choose another with "
+                         f"--dir or ${ENV_WEIGHTS_DIR})")
     if not fileutil.is_writable_dir(folder):
         raise ValueError(f"{name} {folder} is not writable (choose another with --dir or ${ENV_WEIGHTS_DIR})")
     return folder

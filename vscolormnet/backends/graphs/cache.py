@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ...model.stages import STAGES, validate_padded_hw
-from ...util.files import atomic_write, choose_writable_dir, file_lock, file_sha256, temp_cache_dir, user_cache_dir
+from ...util.errors import UserError
+from ...util.files import (atomic_write, choose_writable_dir, file_lock, file_sha256, make_private_dir, temp_cache_dir,
+                            user_cache_dir)
 from . import manifest
 from .check import ExportCheckError, check_graph, real_inputs
 from .trace import OPSET, export_graph
@@ -32,7 +34,8 @@ ENV_ONNX_DIR = "VSCOLORMNET_ONNX_DIR"
 
 def onnx_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """``cache_dir``, else ``$VSCOLORMNET_ONNX_DIR``, else the per-user cache ``…/vscolormnet/onnx``;
-    falls back to a per-user temp folder when not writable."""
+    falls back to a per-user temp folder when not writable or not private (``choose_writable_dir``:
+    a manifest beside a graph proves nothing where others can write)."""
     preferred = cache_dir or os.environ.get(ENV_ONNX_DIR) or user_cache_dir("onnx")
     return choose_writable_dir(preferred, (user_cache_dir("onnx"), temp_cache_dir("onnx")), "ONNX cache")
 
@@ -61,14 +64,48 @@ def _check_choices(values, allowed, what: str) -> None:
             raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {v!r}")
 
 
-class _Exporter:
-    """One ``export_graphs`` call: loads the network and the real check inputs only when a graph is missing."""
+class ColorMNetGraphs:
+    """The graph source of the six ColorMNet stages (what ``_Exporter`` needs from a network).
 
-    def __init__(self, weights: Path, padded_hw, folder: Path, net, image, force: bool):
+    A graph source has ``stages``, ``export(stage, hw)`` (the simplified fp32 ``ModelProto``) and
+    ``check(data, stage, hw, precision, references)`` (the ``check.CheckResult`` list); it loads its
+    network only when a graph is missing. DDColor's is ``graphs.ddcolor.DDColorGraphs``.
+    """
+
+    stages = STAGES
+
+    def __init__(self, weights: Path, net=None, image: np.ndarray | None = None):
+        self.weights, self._net, self.image = weights, net, image
+        self.real = None                     # real activations per stage, made once per size
+
+    def network(self):
+        """The ``ColorMNet`` (``net``, or what the loader ``net`` returns, or loaded from the weights)."""
+        import torch
+        if self._net is None:
+            from ...weights.checkpoint import load_model
+            self._net = load_model(self.weights)
+        elif not isinstance(self._net, torch.nn.Module) and callable(self._net):
+            self._net = self._net()                # a loader: the network is needed only now
+        return self._net
+
+    def export(self, stage: str, hw: tuple[int, int]):  # noqa: D102
+        return export_graph(self.network(), stage, hw)
+
+    def check(self, data: bytes, stage: str, hw: tuple[int, int], precision: str, references: dict):  # noqa: D102
+        if self.real is None:
+            self.real = real_inputs(self.network(), hw, self.image)
+        return check_graph(data, self.network(), stage, hw, precision, real=self.real, references=references)
+
+
+class _Exporter:
+    """One ``export_graphs`` call: the graph source loads its network and check inputs only when a graph is missing."""
+
+    def __init__(self, weights: Path, padded_hw, folder: Path, net=None, image=None, force: bool = False,
+                 source=None):
         self.weights, self.padded_hw, self.folder = weights, padded_hw, folder
         self.weights_sha256 = file_sha256(weights)
-        self.net, self.image, self.force = net, image, force
-        self.real = None
+        self.source = source if source is not None else ColorMNetGraphs(weights, net, image)
+        self.force = force
         self.references: dict = {}      # PyTorch outputs per (stage, inputs), shared by fp32 and fp16 checks
         self.done: dict[tuple[str, str], Path] = {}
 
@@ -91,17 +128,10 @@ class _Exporter:
         import torch
 
         from .fp16 import to_fp16
-        if self.net is None:
-            from ...weights.checkpoint import load_model
-            self.net = load_model(self.weights)
-        elif not isinstance(self.net, torch.nn.Module) and callable(self.net):
-            self.net = self.net()                  # a loader: the network is needed only now
-        if self.real is None:
-            self.real = real_inputs(self.net, self.padded_hw, self.image)
         t0 = time.perf_counter()
         log.info("exporting %s %dx%d %s to ONNX …", stage, self.padded_hw[1], self.padded_hw[0], precision)
         if precision == "fp32":
-            model = export_graph(self.net, stage, self.padded_hw)
+            model = self.source.export(stage, self.padded_hw)
         else:
             source = self.ensure(stage, "fp32")
             try:
@@ -113,8 +143,7 @@ class _Exporter:
             model = to_fp16(model)
         data = model.SerializeToString()
         onnx.checker.check_model(data)
-        results = check_graph(data, self.net, stage, self.padded_hw, precision, real=self.real,
-                              references=self.references)
+        results = self.source.check(data, stage, self.padded_hw, precision, self.references)
         for r in results:
             log.info("onnx check: %s", r.line())
         if not all(r.ok for r in results):
@@ -141,11 +170,20 @@ def export_graphs(weights: str | os.PathLike | None, padded_hw: tuple[int, int],
     padded_hw = validate_padded_hw(padded_hw)
     _check_choices(precisions, PRECISIONS, "precision")
     _check_choices(stages, STAGES, "stage")
+    return ensure_graphs(ColorMNetGraphs(weights, net, image), weights, padded_hw, precisions=precisions,
+                         stages=stages, cache_dir=cache_dir, force=force)
+
+
+def ensure_graphs(source, weights: Path, hw: tuple[int, int], *, precisions=("fp32",), stages=None,
+                  cache_dir: str | os.PathLike | None = None, force: bool = False) -> dict[tuple[str, str], Path]:
+    """``export_graphs`` for any graph source (``ColorMNetGraphs``, ``ddcolor.DDColorGraphs``), arguments checked:
+    the graphs of ``weights`` (an existing file: its sha256 names the folder) at ``hw``, in the one cache folder."""
     folder = onnx_cache_dir(cache_dir) / file_sha256(weights)[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    exporter = _Exporter(weights, padded_hw, folder, net, image, force)
+    if why := make_private_dir(folder):
+        raise UserError(f"ONNX cache folder {folder} refused: {why}", param="onnx_dir", value=str(folder))
+    exporter = _Exporter(weights, hw, folder, force=force, source=source)
     return {(stage, precision): exporter.ensure(stage, precision)
-            for precision in PRECISIONS if precision in precisions for stage in stages}
+            for precision in PRECISIONS if precision in precisions for stage in (stages or source.stages)}
 
 
 def ensure_onnx(weights: str | os.PathLike | None, stage: str, padded_hw: tuple[int, int], precision: str = "fp32",
