@@ -124,17 +124,9 @@ class OrtBackend(Backend):
     name = "ort"
 
     def __init__(self, spec: "ORT", weights, padded_hw: tuple[int, int], net=None):
-        import onnxruntime as ort
-        self.spec = spec
-        dev = torch.device("cuda", spec.device_id) if spec.device == "cuda" else torch.device("cpu")
-        self.device = dev
-        self.fp16 = spec.resolved_precision() == "fp16"
-        self.tf32 = bool(spec.tf32) and dev.type == "cuda"
+        self._configure(spec)
         self.padded_hw = validate_padded_hw(padded_hw)
-        self._lock = threading.Lock()
-        self._stream = None
-        self._run_options = None                              # CUDA only: no sync at the end of a run
-        precision = "fp16" if self.fp16 else "fp32"
+        precision = self.precision
         paths = export_graphs(weights, self.padded_hw, precisions=(precision,), cache_dir=spec.onnx_dir,
                               net=net)
 
@@ -142,6 +134,27 @@ class OrtBackend(Backend):
             return export_graphs(weights, self.padded_hw, precisions=(precision,), stages=(stage,),
                                  cache_dir=spec.onnx_dir, net=net)[(stage, precision)]
 
+        self._stages = {}
+        for stage in STAGES:
+            # The 225-window sum: ORT's memory pattern plans every window slice as live at once
+            # (2× the memory of planning without it: 1.4 GB vs 0.7 GB at 560×336), for no speed gain.
+            self._options.enable_mem_pattern = stage != "short_term_attention"
+            self._open_stage(stage, paths[(stage, precision)], INPUTS[stage], OUTPUTS[stage],
+                             lambda s=stage: rebuild(s))
+        self._log_ready()
+
+    def _configure(self, spec: "ORT") -> None:
+        """Device, precision, the CUDA stream and run options, session options and providers from ``spec``
+        (shared with ``ddcolor_backend``, which runs one graph instead of six)."""
+        import onnxruntime as ort
+        self.spec = spec
+        dev = torch.device("cuda", spec.device_id) if spec.device == "cuda" else torch.device("cpu")
+        self.device = dev
+        self.fp16 = spec.resolved_precision() == "fp16"
+        self.tf32 = bool(spec.tf32) and dev.type == "cuda"
+        self._lock = threading.Lock()
+        self._stream = None
+        self._run_options = None                              # CUDA only: no sync at the end of a run
         so = ort.SessionOptions()
         so.graph_optimization_level = ort_optimization_level(spec.graph_optimization)
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -159,20 +172,22 @@ class OrtBackend(Backend):
                           cuda_provider_options(dev.index, self._stream.cuda_stream, self.tf32)),
                          "CPUExecutionProvider"]
             self._run_options = cuda_run_options()
+        self._options, self._providers = so, providers
         self._stages = {}
-        for stage in STAGES:
-            # The 225-window sum: ORT's memory pattern plans every window slice as live at once
-            # (2× the memory of planning without it: 1.4 GB vs 0.7 GB at 560×336), for no speed gain.
-            so.enable_mem_pattern = stage != "short_term_attention"
-            session = _session(paths[(stage, precision)], so, providers, lambda s=stage: rebuild(s))
-            if dev.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-                hint = ort_cuda_mismatch() or "check that the CUDA and cuDNN libraries torch uses can be loaded"
-                raise ValueError(f"onnxruntime could not create CUDAExecutionProvider for {stage} "
-                                 f"(providers: {session.get_providers()}): {hint}")
-            self._stages[stage] = _Stage(session, INPUTS[stage], OUTPUTS[stage])
-        log.info("ort: %s sessions ready (%s, %s, %s threads)", len(self._stages), providers[0] if
-                 isinstance(providers[0], str) else providers[0][0], precision,
-                 so.intra_op_num_threads if dev.type == "cpu" else "-")
+
+    def _open_stage(self, stage: str, path, inputs, outputs, rebuild) -> None:
+        """A session for ``stage``'s graph at ``path`` (rebuilt once by ``rebuild()`` if it does not load)."""
+        session = _session(path, self._options, self._providers, rebuild)
+        if self.device.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+            hint = ort_cuda_mismatch() or "check that the CUDA and cuDNN libraries torch uses can be loaded"
+            raise ValueError(f"onnxruntime could not create CUDAExecutionProvider for {stage} "
+                             f"(providers: {session.get_providers()}): {hint}")
+        self._stages[stage] = _Stage(session, inputs, outputs)
+
+    def _log_ready(self) -> None:
+        provider = self._providers[0] if isinstance(self._providers[0], str) else self._providers[0][0]
+        threads = self._options.intra_op_num_threads if self.device.type == "cpu" else "-"
+        log.info("ort: %s sessions ready (%s, %s, %s threads)", len(self._stages), provider, self.precision, threads)
 
     # ---- running ---------------------------------------------------------------------------
     def _run(self, stage: str, *tensors: torch.Tensor):

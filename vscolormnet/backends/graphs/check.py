@@ -132,16 +132,19 @@ def pytorch_outputs(net: ColorMNet, stage: str, inputs: tuple[torch.Tensor, ...]
 
 
 def compare(session, net: ColorMNet, stage: str, inputs: tuple[torch.Tensor, ...], precision: str,
-            label: str, tolerance: float | None = None, reference: tuple | None = None) -> CheckResult:
+            label: str, tolerance: float | None = None, reference: tuple | None = None,
+            io_names: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> CheckResult:
     """Run ``inputs`` through the ONNX Runtime ``session`` and through PyTorch fp32 (unless its outputs
-    are given as ``reference``); compare every output."""
+    are given as ``reference``); compare every output. ``io_names``: the graph's (inputs, outputs) for a
+    stage outside the ColorMNet table (default ``stages.INPUTS``/``OUTPUTS``)."""
     if tolerance is None:
         tolerance = FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
-    feeds = {name: t.detach().float().contiguous().numpy() for name, t in zip(INPUTS[stage], inputs)}
-    got = session.run(list(OUTPUTS[stage]), feeds)
+    input_names, output_names = io_names or (INPUTS[stage], OUTPUTS[stage])
+    feeds = {name: t.detach().float().contiguous().numpy() for name, t in zip(input_names, inputs)}
+    got = session.run(list(output_names), feeds)
     ref = reference if reference is not None else pytorch_outputs(net, stage, inputs)
     max_abs, ref_max, ok = {}, {}, True
-    for name, g, r in zip(OUTPUTS[stage], got, ref):
+    for name, g, r in zip(output_names, got, ref):
         r = r.float().numpy()
         if g.shape != r.shape:
             raise ExportCheckError(f"{stage}: output {name} has shape {g.shape}, PyTorch gives {r.shape}")
