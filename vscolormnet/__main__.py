@@ -19,6 +19,7 @@ from .util.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, run_cli
 COMMANDS = {
     "colorize-frames": "vscolormnet.commands.colorize_frames",
     "colorize": "vscolormnet.commands.colorize",
+    "colorize-image": "vscolormnet.commands.colorize_image",
     "bench": "vscolormnet.commands.bench",
     "export": "vscolormnet.commands.export",
     "download": "vscolormnet.commands.download",

@@ -197,6 +197,15 @@ class TrtBackend(Backend):
     name = "trt"
 
     def __init__(self, spec: "TRT", weights, padded_hw: tuple[int, int], net=None):
+        self._configure(spec, validate_padded_hw(padded_hw))
+        paths = export_graphs(weights, self.padded_hw, precisions=(self.precision,),
+                              cache_dir=spec.onnx_dir, net=net)
+        self._load_engines({stage: paths[(stage, self.precision)] for stage in STAGES},
+                           {stage: (INPUTS[stage], OUTPUTS[stage]) for stage in STAGES})
+
+    def _configure(self, spec: "TRT", padded_hw: tuple[int, int]) -> None:
+        """TensorRT, the device, precision, the engine cache and the logger from ``spec`` (shared with
+        ``ddcolor_backend``, which builds one engine instead of six)."""
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise ValueError("backend 'trt' needs CUDA, but torch.cuda.is_available() is False")
@@ -205,20 +214,22 @@ class TrtBackend(Backend):
         self.device = torch.device("cuda", spec.device_id)
         self.fp16 = spec.resolved_precision() == "fp16"   # sets self.precision, also the ONNX graphs' (strongly typed)
         self.tf32 = bool(spec.tf32)
-        self.padded_hw = validate_padded_hw(padded_hw)
+        self.padded_hw = padded_hw
         self.cache = EngineCache.open(spec.engine_dir)
         self._lock = threading.Lock()          # execution contexts are not thread-safe
         self.network_flags = _strongly_typed_flag(trt)
-        paths = export_graphs(weights, self.padded_hw, precisions=(self.precision,),
-                              cache_dir=spec.onnx_dir, net=net)
         self.gpu_name = torch.cuda.get_device_name(self.device)
         self._logger = _make_logger(trt, None)
+
+    def _load_engines(self, onnx_files: dict, io: dict) -> None:
+        """One cached (or built) engine and context per stage: ``onnx_files[stage]`` the checked graph,
+        ``io[stage]`` its (input names, output names) in the order the stage is called with."""
+        trt = self.trt
         with torch.cuda.device(self.device):
             self._stream = torch.cuda.Stream(self.device)
             self.runtime = trt.Runtime(self._logger)
             engines = {}
-            for stage in STAGES:
-                onnx_file = paths[(stage, self.precision)]
+            for stage, onnx_file in onnx_files.items():
                 key = self.engine_key(stage, onnx_file)
                 engines[stage], _ = self.cache.load_or_build(
                     key, build=lambda log_file, f=onnx_file, k=key: self._build(f, k, log_file),
@@ -227,10 +238,11 @@ class TrtBackend(Backend):
             self._stages = {}
             for (stage, engine), context in zip(engines.items(), contexts):
                 st = _Stage(trt, engine, context)
-                if set(st.inputs) != set(INPUTS[stage]) or set(st.outputs) != set(OUTPUTS[stage]):
+                inputs, outputs = io[stage]
+                if set(st.inputs) != set(inputs) or set(st.outputs) != set(outputs):
                     raise RuntimeError(f"the {stage} engine has I/O {st.inputs} → {st.outputs}, expected "
-                                       f"{INPUTS[stage]} → {OUTPUTS[stage]}")
-                st.inputs, st.outputs = list(INPUTS[stage]), list(OUTPUTS[stage])   # the stage method's order
+                                       f"{inputs} → {outputs}")
+                st.inputs, st.outputs = list(inputs), list(outputs)   # the stage method's order
                 st.bindings = [Binding(name, st.shapes[name], torch.float32) for name in st.inputs]
                 self._stages[stage] = st
         log.info("trt: %s engines ready on %s (%s%s)", len(self._stages), self.gpu_name, self.precision,

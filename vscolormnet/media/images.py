@@ -75,3 +75,28 @@ def is_colour(rgb: np.ndarray, tolerance: int = GRAY_TOLERANCE,
     c = rgb[..., :3].astype(np.int16)
     spread = c.max(axis=2) - c.min(axis=2)
     return bool((spread > tolerance).mean() > min_fraction)
+
+
+def read_rgb_like_opencv(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """An image file as ``cv2.imread(path)`` reads it (what the official DDColor scripts colour), as H×W×3
+    uint8 RGB: grey → three equal channels, 16 bits → the high byte (OpenCV's conversion), alpha
+    dropped (a warning when some pixels are transparent: their hidden colour is used), EXIF orientation
+    applied. ``ImageError`` naming ``what`` for a missing or unreadable file."""
+    import logging
+
+    import cv2
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"{what} {path} cannot be read as an image (OpenCV cannot decode it)")
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    log = logging.getLogger("vscolormnet")
+    if raw is not None and raw.dtype != np.uint8:
+        log.info("%s %s has %s samples: reduced to 8 bits as OpenCV's imread does", what, path, raw.dtype)
+    if raw is not None and raw.ndim == 3 and raw.shape[2] == 4 and np.issubdtype(raw.dtype, np.integer) \
+            and (raw[..., 3] != np.iinfo(raw.dtype).max).any():
+        log.warning("%s %s has transparent pixels: the alpha channel is ignored (as the official DDColor scripts "
+                    "do); flatten it onto a background first if the hidden colours are not meant to show", what, path)
+    return np.ascontiguousarray(bgr[..., ::-1])

@@ -130,25 +130,30 @@ def acquire_network(weights: str | Path) -> Lease:
     return _networks.acquire(key, load)
 
 
+def _first_auto_candidate(spec: Auto, acquire: Callable[[BackendSpec], Lease]) -> Lease:
+    """The lease of the first of ``spec``'s candidates that starts, logging the choice and what was skipped."""
+    usable, skipped = spec.candidates()
+    failures = []
+    for candidate in usable:
+        try:
+            lease = acquire(candidate)
+        except Exception as e:  # noqa: BLE001 - a candidate that fails to start is skipped, with the reason
+            failures.append((candidate.name, f"failed to start: {e}"))
+            continue
+        reasons = "; ".join(f"{c}: {why}" for c, why in skipped + failures) or "nothing skipped"
+        log.info("backend auto: using %s; skipped %s", lease.value.describe(), reasons)
+        return lease
+    raise RuntimeError("backend auto: no backend could be started: "
+                       + "; ".join(f"{c}: {why}" for c, why in skipped + failures))
+
+
 def acquire_backend(spec: BackendSpec, weights: str | Path, padded_hw: tuple[int, int] | None) -> Lease:
     """A runtime backend for ``spec`` (``Auto`` resolved here, logging its choice and what it skipped).
 
     ``padded_hw`` is required by static-graph backends and ignored by PyTorch.
     """
     if isinstance(spec, Auto):
-        usable, skipped = spec.candidates()
-        failures = []
-        for candidate in usable:
-            try:
-                lease = acquire_backend(candidate, weights, padded_hw)
-            except Exception as e:  # noqa: BLE001 - a candidate that fails to start is skipped, with the reason
-                failures.append((candidate.name, f"failed to start: {e}"))
-                continue
-            reasons = "; ".join(f"{c}: {why}" for c, why in skipped + failures) or "nothing skipped"
-            log.info("backend auto: using %s; skipped %s", lease.value.describe(), reasons)
-            return lease
-        raise RuntimeError("backend auto: no backend could be started: "
-                           + "; ".join(f"{c}: {why}" for c, why in skipped + failures))
+        return _first_auto_candidate(spec, lambda candidate: acquire_backend(candidate, weights, padded_hw))
     if spec.needs_size and padded_hw is None:
         raise ValueError(f"backend {spec.name!r} runs static graphs and needs the padded size")
     size = tuple(padded_hw) if spec.needs_size else None
@@ -163,6 +168,46 @@ def acquire_backend(spec: BackendSpec, weights: str | Path, padded_hw: tuple[int
             raise
         backend.network_lease = net      # PyTorch backends run this very module: keep it while they live
         log.info("%s ready", backend.describe())
+        return backend
+    return _backends.acquire(key, make)
+
+
+def acquire_ddcolor_network(weights: str | Path, model: str) -> Lease:
+    """The loaded, verified ``DDColor`` (CPU, fp32, eval) of ``weights`` for ``model`` (a model name);
+    keyed by model and weights content, beside the ColorMNet networks."""
+    from ..model.ddcolor.names import resolve_model
+    from ..weights.ddcolor_checkpoint import load_ddcolor
+    name = resolve_model(model)
+
+    def load():
+        log.info("loading %s network %s", name, weights)
+        return load_ddcolor(weights, name)
+    return _networks.acquire(("ddcolor", name, weights_identity(weights)), load)
+
+
+def acquire_ddcolor_backend(spec: BackendSpec, weights: str | Path, model: str, input_size: int) -> Lease:
+    """A DDColor backend (``backends/ddcolor_backend.py``) for ``spec``, shared by every caller with the same
+    weights, model and spec (and S, for the graph backends; one torch backend serves every size)."""
+    from ..backends.ddcolor_backend import create_ddcolor_backend
+    from ..model.ddcolor.names import resolve_model
+    from ..weights.ddcolor_checkpoint import load_ddcolor
+    if isinstance(spec, Auto):
+        return _first_auto_candidate(spec, lambda c: acquire_ddcolor_backend(c, weights, model, input_size))
+    name = resolve_model(model)
+    key = ("ddcolor", name, weights_identity(weights), spec.cache_key(), input_size if spec.needs_size else None)
+
+    def make():
+        if not spec.needs_size:           # torch runs the shared network itself
+            net = acquire_ddcolor_network(weights, name)
+            try:
+                backend = create_ddcolor_backend(spec, weights, name, input_size, net.value)
+            except BaseException:
+                net.release()
+                raise
+            backend.network_lease = net
+        else:                             # graph backends need the network only to export a missing graph
+            backend = create_ddcolor_backend(spec, weights, name, input_size, lambda: load_ddcolor(weights, name))
+        log.info("%s %s ready", name, backend.describe())
         return backend
     return _backends.acquire(key, make)
 
