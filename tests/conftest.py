@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from ddcolor_fixtures import ddcolor_checkpoints, ddcolor_colorizers  # noqa: F401  (DDColor, built/opened once)
 from graph_fixtures import onnx_graphs  # noqa: F401  (session-scoped ONNX export, shared by every file)
 from project_paths import CACHE, DATA, PARITY_CASES, ROOT  # noqa: F401  (re-exported for helpers)
 
