@@ -16,8 +16,9 @@ from vscolormnet.__main__ import main
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make the test clip")]
 W, H = 64, 48
-PHOTOS = (("astronaut", 6), ("coffee", 6), ("chelsea", 6))      # cuts at 6 (announced) and 12 (not)
-HIDDEN_CUT = 12
+HOLD = 4                                                          # frames per photograph
+PHOTOS = (("astronaut", HOLD), ("coffee", HOLD), ("chelsea", HOLD))
+ANNOUNCED_CUT, HIDDEN_CUT, END = HOLD, 2 * HOLD, 3 * HOLD          # the refs folder names only the first cut
 
 
 def _photo(name: str) -> np.ndarray:
@@ -39,9 +40,9 @@ def film(tmp_path_factory):
                     "-c:v", "ffv1", "-pix_fmt", "yuv444p", str(clip)], check=True)
     refs = d / "refs"
     refs.mkdir()
-    (refs / "refs.json").write_text(json.dumps({"cuts": [6], "num_frames": n}))     # 12 is not announced
+    (refs / "refs.json").write_text(json.dumps({"cuts": [ANNOUNCED_CUT], "num_frames": n}))
     Image.fromarray(_photo("astronaut")).save(refs / "ref_000000.png")
-    Image.fromarray(_photo("coffee")).save(refs / "ref_000006.png")
+    Image.fromarray(_photo("coffee")).save(refs / f"ref_{ANNOUNCED_CUT:06d}.png")
     return clip, refs
 
 
@@ -60,18 +61,18 @@ def test_confidence_drops_at_the_unannounced_cut_and_suggest_finds_it(film, caps
     out_dir.mkdir()
     got = _suggest(film, capsys, parity_checkpoint, "-o", str(out_dir), "--plot", str(plot), "-n", "3")
     assert got and set(got[0]) == {"frame", "timecode", "shot", "confidence"}
-    assert HIDDEN_CUT <= got[0]["frame"] < 18, f"first suggestion must be in the unannounced part: {got}"
+    assert HIDDEN_CUT <= got[0]["frame"] < END, f"first suggestion must be in the unannounced part: {got}"
     assert [g["confidence"] for g in got] == sorted(g["confidence"] for g in got), "lowest first"
     assert (out_dir / f"ref_{got[0]['frame']:06d}.png").is_file()
     assert plot.stat().st_size > 1000
 
     from vscolormnet.refs.suggest import suggest
     before = suggest(clip, refs, weights=str(parity_checkpoint), size="native", progress=False).confidence
-    assert before[HIDDEN_CUT] < before[HIDDEN_CUT - 2] and before[HIDDEN_CUT] < 0.9 * before[4]
+    assert before[HIDDEN_CUT] < before[HIDDEN_CUT - 2] and before[HIDDEN_CUT] < 0.9 * before[ANNOUNCED_CUT - 2]
     # Colour the hidden part's first frame: its confidence rises.
     Image.fromarray(_photo("chelsea")).save(refs / f"ref_{HIDDEN_CUT:06d}.png")
     after = suggest(clip, refs, weights=str(parity_checkpoint), size="native", progress=False).confidence
-    assert after[HIDDEN_CUT + 1:18].mean() > before[HIDDEN_CUT + 1:18].mean()
+    assert after[HIDDEN_CUT + 1:END].mean() > before[HIDDEN_CUT + 1:END].mean()
     assert np.isfinite(after).all() and after[HIDDEN_CUT] == 1.0, "a reference frame is a perfect match"
 
 

@@ -127,7 +127,7 @@ def test_key_batch_with_one_thread_and_many_requests(tmp_path, parity_checkpoint
 def test_examples_run_through_vspipe(tmp_path, parity_checkpoint, example, extra):
     src = make_source(tmp_path / "src.mp4", "yuv420p", "libx264")
     ref = colour_reference(tmp_path / "r.png", W, H)
-    args = {"src": src, "weights": parity_checkpoint, "size": "384", **extra}
+    args = {"src": src, "weights": parity_checkpoint, "size": "native", **extra}   # the smallest real run
     if example == "multiple_references.vpy":
         args["refs"] = f"{ref},{colour_reference(tmp_path / 'r2.png', W, H, seed=3)}"
     else:
@@ -166,7 +166,7 @@ def test_render_sh_tags_the_stream(tmp_path, parity_checkpoint):
     out = tmp_path / "out.mkv"
     proc = subprocess.run([str(ROOT / "examples" / "render.sh"), str(ROOT / "examples" / "single_reference.vpy"),
                            str(out), f"src={src}", f"ref={colour_reference(tmp_path / 'r.png', W, H)}",
-                           f"weights={parity_checkpoint}", "size=384"],
+                           f"weights={parity_checkpoint}", "size=native"],
                           capture_output=True, text=True, env={**env(), "PYTHON": sys.executable}, timeout=600)
     assert proc.returncode == 0, proc.stderr
     probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
