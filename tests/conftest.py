@@ -38,3 +38,13 @@ def _torch_threads():
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))     # pytest-xdist: share the cores
     torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the tiers that run real networks (slow, vspipe, onnx) start before the quick tests,
+    so on two pytest-xdist workers the quick ones fill the gaps at the end instead of one long test
+    running alone (the collection order is the same on every worker, as xdist requires)."""
+    def weight(item) -> int:
+        return 0 if item.get_closest_marker("slow") or item.get_closest_marker("vspipe") else \
+            1 if item.get_closest_marker("onnx") else 2
+    items.sort(key=weight)
