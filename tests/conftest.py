@@ -41,10 +41,14 @@ def _torch_threads():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Longest first: the tiers that run real networks (slow, vspipe, onnx) start before the quick tests,
-    so on two pytest-xdist workers the quick ones fill the gaps at the end instead of one long test
-    running alone (the collection order is the same on every worker, as xdist requires)."""
+    """Longest first: files with tests of the tiers that run real networks (slow, vspipe, onnx) start
+    before the quick files, so on two pytest-xdist workers the quick ones fill the gaps at the end
+    instead of one long test running alone. A file's tests stay together (its module fixtures are
+    built once); the order is the same on every worker, as xdist requires."""
     def weight(item) -> int:
         return 0 if item.get_closest_marker("slow") or item.get_closest_marker("vspipe") else \
             1 if item.get_closest_marker("onnx") else 2
-    items.sort(key=weight)
+    by_file: dict[str, int] = {}
+    for item in items:
+        by_file[item.nodeid.split("::")[0]] = min(by_file.get(item.nodeid.split("::")[0], 2), weight(item))
+    items.sort(key=lambda item: by_file[item.nodeid.split("::")[0]])
