@@ -23,6 +23,7 @@ import torch
 
 from ..model.ddcolor.names import model_name, model_size
 from ..model.ddcolor.network import check_input_size
+from ..util.errors import BackendError
 from .graphs.ddcolor import INPUT, OUTPUT, ddcolor_stage, ensure_ddcolor_onnx
 from .ort_backend import OrtBackend
 from .torch_backend import TorchBackend
@@ -30,6 +31,14 @@ from .trt_backend import TrtBackend
 
 if TYPE_CHECKING:
     from .spec import ORT, TRT, Torch
+
+
+def _checked(image: torch.Tensor, size: int, name: str) -> torch.Tensor:
+    """``image`` if it is 1×3×S×S (the graph's one shape); ``BackendError`` naming expected and got otherwise."""
+    if tuple(image.shape) != (1, 3, size, size):
+        raise BackendError(f"{name} runs DDColor at {size}x{size}: input image: expected shape (1, 3, {size}, {size}), "
+                           f"got {tuple(image.shape)}")
+    return image
 
 
 class DDColorTorch(TorchBackend):
@@ -63,7 +72,7 @@ class DDColorOrt(OrtBackend):
         self._log_ready()
 
     def predict_ab(self, image: torch.Tensor) -> torch.Tensor:  # noqa: D102 - as DDColorTorch
-        return self._run(self.stage, image).cpu()
+        return self._run(self.stage, _checked(image, self.input_size, self.name)).cpu()
 
 
 class DDColorTrt(TrtBackend):
@@ -78,7 +87,7 @@ class DDColorTrt(TrtBackend):
         self._load_engines({self.stage: graph}, {self.stage: ((INPUT,), (OUTPUT,))})
 
     def predict_ab(self, image: torch.Tensor) -> torch.Tensor:  # noqa: D102 - as DDColorTorch
-        return self._run(self.stage, image).cpu()
+        return self._run(self.stage, _checked(image, self.input_size, self.name)).cpu()
 
 
 def create_ddcolor_backend(spec, weights, model: str, input_size: int, net):
