@@ -6,6 +6,7 @@ sharpest, nearest the middle), and writes the reference folder described in ``me
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -18,7 +19,9 @@ from PIL import Image
 
 from ..media import vsformat
 from ..media.ref_folder import CUTS_TXT, INDEX_CSV, INDEX_JSON, INDEX_VERSION, REF_RE, ref_name
+from ..util.files import atomic_write
 from ..vs import scenes
+from ..vs.auto_refs import ShotPicks, gray_frame, plan_and_pick
 
 log = logging.getLogger("vscolormnet")
 
@@ -46,6 +49,20 @@ def _clear_previous(folder: Path, overwrite: bool) -> None:
         p.unlink()
 
 
+def scan_reporter(enabled: bool):
+    """A ``scenes.scan`` progress callback printing ``refs: scanned i/n frames`` at every tenth (or None)."""
+    if not enabled:
+        return None
+    shown = [-1]
+
+    def report(done: int, total: int) -> None:
+        decile = 10 * done // total
+        if decile != shown[0]:
+            shown[0] = decile
+            print(f"refs: scanned {done}/{total} frames", file=sys.stderr, flush=True)
+    return report
+
+
 def extract_references(video: str | os.PathLike, folder: str | os.PathLike, *,
                        threshold: float = scenes.DEFAULT_THRESHOLD,
                        min_shot_length: int = scenes.DEFAULT_MIN_SHOT_LENGTH,
@@ -71,50 +88,60 @@ def extract_references(video: str | os.PathLike, folder: str | os.PathLike, *,
     _clear_previous(folder, overwrite)
 
     n = clip.num_frames
-    shown = [-1]
-
-    def report(done: int, total: int) -> None:
-        decile = 10 * done // total
-        if progress and decile != shown[0]:
-            shown[0] = decile
-            print(f"refs: scanned {done}/{total} frames", file=sys.stderr, flush=True)
-
-    scan = scenes.scan(clip, threshold, report, measure_sharpness=pick == "sharpest")
-    cuts = scenes.enforce_min_shot_length(scan.raw_cuts, n, min_shot_length)
-    dropped = sorted(set(scan.raw_cuts) - set(cuts))
-    if dropped:
-        log.info("refs: dropped %d detected cut(s) that would make shots shorter than %d frames: %s",
-                 len(dropped), min_shot_length, ", ".join(map(str, dropped[:10])))
+    picks = plan_and_pick(clip, threshold=threshold, min_shot_length=min_shot_length, pick=pick,
+                          progress=scan_reporter(progress))
     gray = vsformat.to_gray8(clip)
-    shots = []
-    for i, shot in enumerate(scenes.shots_from_cuts(cuts, n)):
-        frame = scenes.pick_frame(shot, scan.sharpness, pick)
-        name = ref_name(frame, n)
-        g = vsformat.plane_array(gray.get_frame(frame), 0)
-        Image.fromarray(np.repeat(g[..., None], 3, axis=2), "RGB").save(folder / name, optimize=False)
-        shots.append({"shot": i, "start": shot.start, "length": shot.length, "end": shot.end,
-                      "start_timecode": scenes.timecode(scan.times[shot.start]),
-                      "ref_frame": frame, "timecode": scenes.timecode(scan.times[frame]),
-                      "seconds": round(float(scan.times[frame]), 6), "file": name})
-    index = {
+    names = [ref_name(frame, n) for frame in picks.frames]
+    for frame, name in zip(picks.frames, names):
+        g = gray_frame(gray, frame)
+        img = Image.fromarray(np.repeat(g[..., None], 3, axis=2), "RGB")
+        atomic_write(folder / name, lambda fh, im=img: im.save(fh, format="PNG", optimize=False))
+    detector = {"name": scenes.DETECTOR, "threshold": threshold, "min_shot_length": min_shot_length, "pick": pick}
+    index = make_index(video, clip, picks, detector, shot_entries(picks, names))
+    write_index(folder, index)
+    return ExtractResult(folder, picks.cuts, picks.raw_cuts, index["shots"], n, index)
+
+
+def shot_entries(picks: ShotPicks, files: list[str]) -> list[dict]:
+    """The index's ``shots``: per shot its frames, its reference frame and time code, and ``files[i]``."""
+    times = picks.scan.times
+    return [{"shot": i, "start": shot.start, "length": shot.length, "end": shot.end,
+             "start_timecode": scenes.timecode(times[shot.start]),
+             "ref_frame": frame, "timecode": scenes.timecode(times[frame]),
+             "seconds": round(float(times[frame]), 6), "file": file}
+            for i, (shot, frame, file) in enumerate(zip(picks.shots(), picks.frames, files))]
+
+
+def make_index(video, clip, picks: ShotPicks, detector: dict, shots: list[dict]) -> dict:
+    """``refs.json`` of a folder made from ``video`` (``media.ref_folder`` describes the fields)."""
+    fps = picks.scan.fps
+    return {
         "version": INDEX_VERSION,
         "source": str(Path(video).expanduser().resolve()),
-        "num_frames": n,
-        "fps": f"{scan.fps.numerator}/{scan.fps.denominator}" if scan.fps else None,
+        "num_frames": clip.num_frames,
+        "fps": f"{fps.numerator}/{fps.denominator}" if fps else None,
         "width": clip.width, "height": clip.height,
-        "detector": {"name": scenes.DETECTOR, "threshold": threshold, "min_shot_length": min_shot_length,
-                     "pick": pick},
-        "cuts": cuts,
-        "raw_cuts": scan.raw_cuts,
+        "detector": detector,
+        "cuts": picks.cuts,
+        "raw_cuts": picks.raw_cuts,
         "shots": shots,
     }
-    tmp = folder / (INDEX_JSON + ".tmp")
-    tmp.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    with open(folder / INDEX_CSV, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "frame", "timecode", "shot_start", "shot_length"])
-        for s in shots:
-            w.writerow([s["file"], s["ref_frame"], s["timecode"], s["start"], s["length"]])
-    (folder / CUTS_TXT).write_text("".join(f"{c}\n" for c in cuts), encoding="utf-8")
-    os.replace(tmp, folder / INDEX_JSON)  # the index last: its presence means the folder is complete
-    return ExtractResult(folder, cuts, scan.raw_cuts, shots, n, index)
+
+
+CSV_COLUMNS = ("file", "frame", "timecode", "shot_start", "shot_length")
+
+
+def write_index(folder: Path, index: dict, rows: list[dict] | None = None, columns=CSV_COLUMNS) -> None:
+    """``refs.csv`` (``rows``, default one per shot), ``cuts.txt`` and ``refs.json``, each atomically; the
+    JSON index last: its presence means the folder is complete."""
+    if rows is None:
+        rows = [{"file": s["file"], "frame": s["ref_frame"], "timecode": s["timecode"], "shot_start": s["start"],
+                 "shot_length": s["length"]} for s in index["shots"]]
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([r.get(c, "") for c in columns])
+    atomic_write(folder / INDEX_CSV, text.getvalue().encode("utf-8"))
+    atomic_write(folder / CUTS_TXT, "".join(f"{c}\n" for c in index["cuts"]).encode("utf-8"))
+    atomic_write(folder / INDEX_JSON, (json.dumps(index, indent=2) + "\n").encode("utf-8"))

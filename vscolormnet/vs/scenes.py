@@ -126,14 +126,16 @@ class ScanResult:
 SHARPNESS_WIDTH = 640  # sharpness is measured on the luma scaled down to at most this width
 
 
-def scan(clip, threshold: float = DEFAULT_THRESHOLD, progress=None, measure_sharpness: bool = True) -> ScanResult:
+def scan(clip, threshold: float = DEFAULT_THRESHOLD, progress=None, measure_sharpness: bool = True,
+         detect: bool = True) -> ScanResult:
     """Run the detector over every frame in order; also measure sharpness and frame times.
 
     The detector sees the full-size luma; sharpness is measured on a copy scaled down to at most
     ``SHARPNESS_WIDTH`` pixels wide (frame properties survive the resize), which keeps a
-    feature-length scan cheap.
+    feature-length scan cheap. ``detect=False`` (the cuts are known): the same pass without the
+    detector (``raw_cuts`` empty); ``scd.Detect`` only adds properties, so sharpness is the same.
     """
-    det = detector_clip(clip, threshold)
+    det = detector_clip(clip, threshold) if detect else vsformat.to_gray8(clip)
     fps = Fraction(clip.fps.numerator, clip.fps.denominator) if clip.fps.numerator else None
     if det.width > SHARPNESS_WIDTH:
         h = max(2, round(det.height * SHARPNESS_WIDTH / det.width / 2) * 2)
