@@ -1,57 +1,25 @@
 """A film across Ray workers (``vscolormnet.film``): bit-identical to one process, resumable, fault-tolerant.
 
 One local Ray runtime (2 CPUs, no dashboard) serves the whole module; drivers run in this process
-or as subprocesses that join it with ``--ray-address``. The clip is four real photographs, 64×48
-gray, two frames each (four shots); the reference folder is made by hand like ``refs extract``
-makes it, with shot 2's reference left gray (that shot then reads every reference).
+or as subprocesses that join it with ``--ray-address``. The clip and the single-process render
+(``media``, ``expected``) are ``film_media``'s, made in ``conftest``.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 from project_paths import ROOT
+
+from .film_media import N, frames, same
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
 ray = pytest.importorskip("ray")
-
-W, H, HOLD = 64, 48, 2
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-CUTS = [2, 4, 6]
-N = HOLD * len(PHOTOS)
-
-
-def _photo(name: str) -> np.ndarray:
-    import skimage.data
-    img = getattr(skimage.data, name)()
-    return np.asarray(Image.fromarray(img).convert("RGB").resize((W, H), Image.Resampling.BICUBIC))
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory) -> dict:
-    d = tmp_path_factory.mktemp("film_media")
-    refs = d / "refs"
-    refs.mkdir()
-    for i, name in enumerate(PHOTOS):
-        rgb = _photo(name)
-        for k in range(HOLD):
-            Image.fromarray(rgb).convert("L").save(d / f"f{i * HOLD + k:03d}.png")
-        ref = rgb if i != 2 else np.repeat(np.asarray(Image.fromarray(rgb).convert("L"))[..., None], 3, 2)
-        Image.fromarray(ref).save(refs / f"ref_{i * HOLD + 1:06d}.png")
-    (refs / "refs.json").write_text(json.dumps({"version": 1, "num_frames": N, "cuts": CUTS, "width": W,
-                                                "height": H}))
-    clip = d / "clip.mkv"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-framerate", "24", "-i", str(d / "f%03d.png"),
-                    "-pix_fmt", "gray", "-c:v", "ffv1", str(clip)], check=True)
-    return {"clip": clip, "refs": refs, "dir": d}
 
 
 @pytest.fixture(scope="module")
@@ -62,38 +30,9 @@ def ray_address():
     ray.shutdown()
 
 
-def _frames(path) -> list[np.ndarray]:
-    from vscolormnet.media.vsformat import open_video
-    clip = open_video(path)
-    return [np.stack([np.array(f[p]) for p in range(f.format.num_planes)]) for f in clip.frames(close=True)]
-
-
-@pytest.fixture(scope="module")
-def expected(media, parity_checkpoint, tmp_path_factory) -> list[np.ndarray]:
-    """The single-process ``Colorize(clip, refs_dir)`` (the ``colorize`` command, ffv1) at the workers'
-    one torch thread. A fresh process: VapourSynth's worker threads keep the torch thread count they
-    first ran with, so setting it here would not reach a thread pool that earlier tests already used."""
-    import os
-    import subprocess
-    import sys
-    out = tmp_path_factory.mktemp("single") / "single.mkv"
-    cmd = [sys.executable, "-m", "vscolormnet", "colorize", str(media["clip"]), "--ref", str(media["refs"]),
-           "-o", str(out), "--size", "native", "--weights", str(parity_checkpoint), "--codec-args", "-c:v ffv1",
-           "--no-audio"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    frames = _frames(out)
-    assert len(frames) == N
-    return frames
-
-
 def _film(media, ckpt, out, workers, **kw):
     from vscolormnet.film import run_film
     return run_film(media["clip"], media["refs"], out, workers=workers, size="native", weights=str(ckpt), **kw)
-
-
-def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
-    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +46,7 @@ def film2(media, parity_checkpoint, ray_address, tmp_path_factory) -> dict:
 
 def test_one_and_two_workers_equal_one_process(media, parity_checkpoint, ray_address, expected, film2, tmp_path,
                                                capfd):
-    assert _same(_frames(film2["out"]), expected)
+    assert same(frames(film2["out"]), expected)
     r = film2["result"]
     assert (r.frames, r.shots, r.rendered, r.skipped, r.retried) == (N, 4, 4, 0, 0)
     # one worker, INPUT given as a .vpy script (run in the driver and in the worker)
@@ -121,7 +60,7 @@ def test_one_and_two_workers_equal_one_process(media, parity_checkpoint, ray_add
     captured = capfd.readouterr()
     assert captured.out == ""                                  # nothing on stdout, progress on stderr
     assert f"{N}/{N} frames" in captured.err and "shots 4/4" in captured.err
-    assert _same(_frames(out), expected) and r1.rendered == 4
+    assert same(frames(out), expected) and r1.rendered == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.vpy", "one.mkv"]   # work folder, temporaries gone
 
 
@@ -148,7 +87,7 @@ def test_resume_after_the_driver_is_interrupted(media, parity_checkpoint, ray_ad
     result = _film(media, parity_checkpoint, out, 2, work_dir=work, keep_work=True)
     assert (result.skipped, result.rendered) == (len(done), 4 - len(done))
     assert all((work / name).stat().st_mtime_ns == t for name, t in done.items())   # not rewritten
-    assert _same(_frames(out), expected)
+    assert same(frames(out), expected)
 
 
 def test_a_worker_that_dies_mid_shot_is_replaced(media, parity_checkpoint, ray_address, expected, tmp_path,
@@ -159,7 +98,7 @@ def test_a_worker_that_dies_mid_shot_is_replaced(media, parity_checkpoint, ray_a
     result = _film(media, parity_checkpoint, out, 2)
     assert flag.exists() and result.retried >= 1
     assert "a worker died during shot 1 (frames 2–3); redoing it" in capfd.readouterr().err
-    assert _same(_frames(out), expected)
+    assert same(frames(out), expected)
 
 
 def test_a_corrupted_segment_is_redone(media, parity_checkpoint, ray_address, expected, film2, tmp_path):
@@ -171,7 +110,7 @@ def test_a_corrupted_segment_is_redone(media, parity_checkpoint, ray_address, ex
     seg.write_bytes(bytes(data))
     result = _film(media, parity_checkpoint, tmp_path / "out.mkv", 1, work_dir=work)
     assert (result.skipped, result.rendered) == (3, 1)
-    assert _same(_frames(tmp_path / "out.mkv"), expected)
+    assert same(frames(tmp_path / "out.mkv"), expected)
     assert not work.exists()                                       # emptied and removed after success
 
 

@@ -200,3 +200,33 @@ def test_key_blocks_never_cross_a_shot_and_shots_equal_one_session():
         assert torch.equal(torch.as_tensor(results[n].confidence), torch.as_tensor(expected[n].confidence)), n
     assert not torch.equal(expected[3].ab, ClipSession(propagator(), FrameList(N, get_image), 4, 4).result(3).ab), \
         "batched keys change bits on the synthetic backend, so a block change would show"
+
+
+def test_lazy_references_encode_only_what_a_shot_reads_and_change_no_bit():
+    """``lazy_references`` (what ``Colorize`` uses): a process rendering shot 3 alone encodes (and loads) only
+    the exemplar and shot 3's own reference, and every frame equals the up-front propagator's."""
+    loaded = []
+
+    def lazy(ref, i):
+        def load():
+            loaded.append(i)
+            return ref.image, ref.ab
+        return Reference(None, None, ref.frame, load=load)
+    eager = shot_sessions(propagator("shot"))
+    backend = CountingBackend()
+    prop = Propagator(backend, CONFIG, [lazy(r, i) for i, r in enumerate(references())], count_long_term_usage=True,
+                      plan=ShotPlan(N, CUTS), ref_scope="shot", lazy_references=True)
+    assert backend.frames == 0 and not loaded, "nothing encoded at construction"
+
+    def session(shot):                          # as the renderer makes them: when a frame of the shot is asked
+        start, stop = prop.plan.bounds(shot)
+        return ClipSession(prop, FrameList(N, get_image), 4, 4, start=start, stop=stop)
+    shot3 = session(3)
+    for n in range(60, 80):
+        assert torch.equal(shot3.result(n).ab, eager[3].result(n).ab), n
+    assert sorted(loaded) == [0, 2] and backend.frames == SHOT_LEN + 2, "the exemplar and shot 3's reference, once"
+    assert torch.equal(shot3.result(65).ab, references()[2].ab)      # its reference frame's chroma
+    shot6 = session(6)
+    for n in range(120, 125):                   # a shot without references of its own: every reference, once
+        assert torch.equal(shot6.result(n).ab, eager[6].result(n).ab), n
+    assert sorted(loaded) == [0, 1, 2] and backend.frames == SHOT_LEN + 3 + 5

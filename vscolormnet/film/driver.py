@@ -1,30 +1,34 @@
-"""``run_film``: check everything, skip verified segments, render the rest on Ray, join, clean up.
+"""``run_film``: check, plan while Ray starts, skip verified segments, render the rest on Ray, join.
 
-Order of work, cheapest first: arguments and Ray's presence; the reference folder, weights and
-INPUT (opened here too, for its length and format); the key of everything that defines the
-output; the work folder (locked: one run at a time) and the segments already there, each
-verified by SHA-256; only then Ray and the workers. OUT appears only complete (temporary name,
-renamed); on any failure or Ctrl-C the workers are stopped, Ray is shut down if we started it,
-temporary files are removed and finished segments stay for the rerun.
+Order of work: the instant checks (``prepare.check_arguments``: flags and paths) and Ray's
+presence; then the work folder (locked: one run at a time); then, side by side, Ray and the
+workers starting (``ray_startup``) and, on a thread, the shot plan (``prepare.prepare``: the
+reference folder, weights and INPUT, indexed once into the work folder, and the key of
+everything that defines the output) and the resume check (every segment already there verified
+by SHA-256). The shots are sent once both are done; at the end Ray shuts down while the segments
+are joined. OUT appears only complete (temporary name, renamed); on any failure or Ctrl-C the
+workers are stopped, Ray is shut down if we started it, temporary files are removed and
+finished segments stay for the rerun. ``FilmResult.phases`` (and a table on stderr) say where
+the time went.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
+import threading
 import time
 from pathlib import Path
 
-from .. import __version__
-from ..util.files import file_sha256
-from .options import CODECS, import_ray
-from .schedule import FilmError, Shot, _Progress, check_resources, render_shots, start_ray
-from .segments import SEGMENT_RE, film_key, join, manifest_path, remove_temporaries, segment_path, valid_manifest
+from .options import import_ray
+from .phases import Phases
+from .prepare import INDEX_PREFIX, check_arguments, prepare
+from .schedule import FilmError, Shot, Workers, _Progress, check_resources, render_shots, start_ray
+from .segments import SEGMENT_RE, join, manifest_path, remove_temporaries, segment_path, valid_manifest
 
 __all__ = ["FilmError", "FilmResult", "run_film"]
 LOCK_NAME = "film.lock"
 CONCAT_NAME = "concat.txt"
-KEY_VERSION = 1
 
 
 @dataclasses.dataclass
@@ -39,6 +43,34 @@ class FilmResult:
     retried: int         # shots redone after their worker died
     seconds: float
     work_dir: Path
+    phases: dict = dataclasses.field(default_factory=dict)    # ``Phases.as_dict()``: where the time went
+
+
+class _Background:
+    """``fn(*args)`` on a daemon thread; ``result()`` waits for it and returns its value or raises its error."""
+
+    def __init__(self, fn, *args):
+        self._done = threading.Event()
+        self._value, self._error = None, None
+
+        def run():
+            try:
+                self._value = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller by result()
+                self._error = e
+            finally:
+                self._done.set()
+        threading.Thread(target=run, name=f"film-{fn.__name__}", daemon=True).start()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def settle(self) -> None:
+        """Wait for it to end, whatever it gives (a failure elsewhere is being reported)."""
+        self._done.wait()
 
 
 def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None = None,
@@ -64,37 +96,58 @@ def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None =
     ``FilmError`` (one line) for a failure after work began.
     """
     t0 = time.monotonic()
+    phases = Phases()
+    args = check_arguments(input, output, refs_dir=refs_dir, workers=workers, gpus=gpus_per_worker,
+                           threads=threads_per_worker, max_retries=max_retries, codec=codec, ref_scope=ref_scope,
+                           memory=memory, work_dir=work_dir, backend=backend, device=device, fp16=fp16,
+                           precision=precision, tf32=tf32)
     if ray_address:
         from .schedule import ray_token_source
         ray_token_source()                  # before Ray is imported: it reads RAY_AUTH_MODE at import
-    ray = import_ray()
-    _check_numbers(workers, gpus_per_worker, threads_per_worker, max_retries, codec)
-    spec = _film_spec(backend, device, fp16, precision, tf32, gpus_per_worker)
-    prep = _prepare(input, refs_dir, output, codec, size, weights, spec, memory, cuts, ref_scope, allow_ref_mismatch)
-    work = Path(work_dir).expanduser() if work_dir else prep["output"].parent / f".{prep['output'].name}.work"
-    shots = [Shot(i, *prep["plan"].bounds(i)) for i in range(len(prep["plan"]))]
-    key = prep["key"]
+    with phases.measure("ray_startup"):
+        ray = import_ray()
+    work = args["work"]
     with _locked(work):
-        remove_temporaries(work)
-        todo = _unfinished(work, shots, key)
-        show = _Progress(progress, prep["num_frames"], len(shots), sum(s.frames for s in shots if s not in todo),
-                         len(shots) - len(todo))
-        if len(todo) < len(shots):
-            show.say(f"resuming: {len(shots) - len(todo)} of {len(shots)} shots already rendered and verified "
-                     f"in {work} (skipped)")
-        retried = 0
-        if todo:
-            retried = _render(ray, todo, prep, key, work, workers=workers, ray_address=ray_address,
-                              gpus=gpus_per_worker, threads=threads_per_worker, window=window or 2 * workers,
-                              max_retries=max_retries, progress=show)
-        segments = [segment_path(work, s.index) for s in shots]
-        for s in shots:                       # still there and unchanged in size (hashes were checked)
-            seg = segment_path(work, s.index)
-            if valid_manifest(seg, key=key, shot=s.index, start=s.start, stop=s.stop, check_hash=False) is None:
-                raise FilmError(f"{s.describe()}: its segment in {work} is missing or changed; rerun to redo it")
-        audio_from = str(prep["input"]) if audio and not prep["script"] else None
+        planned = _Background(_plan, args, phases, {
+            "refs_dir": refs_dir, "codec": codec, "size": size, "weights": weights, "backend": backend,
+            "device": device, "fp16": fp16, "precision": precision, "tf32": tf32, "gpus": gpus_per_worker,
+            "memory": memory, "cuts": cuts, "ref_scope": ref_scope, "allow_ref_mismatch": allow_ref_mismatch})
+        started, joined = False, None
         try:
-            join(segments, prep["output"], prep["num_frames"], audio_from, work / CONCAT_NAME)
+            with phases.measure("ray_startup"):
+                started = start_ray(ray, ray_address, workers * threads_per_worker)
+                check_resources(ray, workers, threads_per_worker, gpus_per_worker)
+                pool = Workers(ray, _worker_config(threads_per_worker), workers, threads_per_worker,
+                               gpus_per_worker)
+            with phases.measure("plan_wait"):
+                prep, shots, todo = planned.result()
+            show = _Progress(progress, prep["num_frames"], len(shots),
+                             sum(s.frames for s in shots if s not in todo), len(shots) - len(todo))
+            if len(todo) < len(shots):
+                show.say(f"resuming: {len(shots) - len(todo)} of {len(shots)} shots already rendered and verified "
+                         f"in {work} (skipped)")
+            pool.keep(min(workers, len(todo)))
+            retried = _render(ray, pool, todo, prep, work, window=window or 2 * workers, max_retries=max_retries,
+                              progress=show, phases=phases) if todo else 0
+            pool.stop()
+            segments = [segment_path(work, s.index) for s in shots]
+            for s in shots:                       # still there and unchanged in size (hashes were checked)
+                if valid_manifest(segments[s.index], key=prep["key"], shot=s.index, start=s.start, stop=s.stop,
+                                  check_hash=False) is None:
+                    raise FilmError(f"{s.describe()}: its segment in {work} is missing or changed; rerun to redo it")
+            audio_from = str(prep["input"]) if audio and not prep["script"] else None
+            joined = _Background(_join, phases, segments, prep["output"], prep["num_frames"], audio_from,
+                                 work / CONCAT_NAME)
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                planned.settle()              # it may still be writing INPUT's index into the work folder
+            raise
+        finally:
+            if started:
+                with phases.measure("ray_shutdown"), contextlib.suppress(Exception):
+                    ray.shutdown()            # while the segments are joined
+        try:
+            joined.result()
         except RuntimeError as e:
             raise FilmError(str(e)) from None
         (work / CONCAT_NAME).unlink(missing_ok=True)
@@ -102,116 +155,45 @@ def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None =
             for p in segments:
                 p.unlink(missing_ok=True)
                 manifest_path(p).unlink(missing_ok=True)
+            for p in work.glob(f"{INDEX_PREFIX}*.bsindex"):
+                p.unlink(missing_ok=True)
     if not keep_work:
         with contextlib.suppress(OSError):
             work.rmdir()                     # only if nothing else is in it
-    show.say(f"wrote {prep['output']} ({prep['num_frames']} frames, {len(shots)} shots, {len(todo)} rendered)")
+    phases.finish()
+    show.say(f"wrote {prep['output']} ({prep['num_frames']} frames, {len(shots)} shots, {len(todo)} rendered); "
+             f"phases:\n{phases.table()}")
     return FilmResult(prep["output"], prep["num_frames"], len(shots), len(todo), len(shots) - len(todo), retried,
-                      time.monotonic() - t0, work)
+                      time.monotonic() - t0, work, phases.as_dict())
 
 
-def _check_numbers(workers, gpus, threads, max_retries, codec) -> None:
-    def whole(v, flag, low):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{flag} must be a whole number ≥ {low}, got {v!r}")
-    whole(workers, "--workers", 1)
-    whole(threads, "--threads-per-worker", 1)
-    whole(max_retries, "max_retries", 0)
-    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus >= 0:
-        raise ValueError(f"--gpus-per-worker must be a number ≥ 0, got {gpus!r}")
-    if codec not in CODECS:
-        raise ValueError(f"--segment-codec must be one of {', '.join(CODECS)}, got {codec!r}")
+def _plan(args: dict, phases: Phases, kwargs: dict) -> tuple[dict, list[Shot], list[Shot]]:
+    """The shot plan and the shots still to render (runs while Ray starts)."""
+    with phases.measure("shot_plan"):
+        prep = prepare(args, **kwargs)
+    shots = [Shot(i, *prep["plan"].bounds(i)) for i in range(len(prep["plan"]))]
+    with phases.measure("resume_check"):
+        todo = _unfinished(args["work"], shots, prep["key"])
+    phases.frames = sum(s.frames for s in todo)
+    return prep, shots, todo
 
 
-def _film_spec(backend, device, fp16, precision, tf32, gpus_per_worker: float):
-    """The backend spec every worker runs (``Colorize``'s: a name plus options, or a spec object).
-
-    It is built here but checked in the workers (``Colorize``): on a cluster the driver's machine
-    may have no GPU, TensorRT or ONNX Runtime at all. A worker given a GPU uses it."""
-    from ..backends.spec import from_name
-    if isinstance(backend, str) and gpus_per_worker and device is None and backend.lower() in ("torch", "ort"):
-        device = "cuda"
-    spec = from_name(backend, device=device, fp16=fp16, precision=precision, tf32=tf32)
-    if getattr(spec, "device", None) == "cuda" and not gpus_per_worker:
-        raise ValueError("--device cuda with --workers needs --gpus-per-worker (Ray gives each worker its GPUs)")
-    return spec
+def _join(phases: Phases, *args) -> None:
+    with phases.measure("join"):
+        join(*args)
 
 
-def _prepare(input, refs_dir, output, codec, size, weights, spec, memory, cuts, ref_scope,
-             allow_ref_mismatch=False) -> dict:
-    """Every check that needs no Ray, and the key of everything that defines the output."""
-    from ..backends.spec import spec_fields
-    from ..media import vsformat
-    from ..media.ref_folder import INDEX_JSON, REF_RE, fit_problem, load_reference_folder
-    from ..runtime.config import MemoryConfig
-    from ..runtime.geometry import check_size
-    from ..runtime.shots import PlanError, make_plan
-    from ..weights.checkpoint import resolve_weights
-    from .segments import colour_options, pix_fmt, stored_format
-    from .source import input_identity, is_script, open_input
-
-    src = Path(input).expanduser()
-    if not src.is_file():
-        raise ValueError(f"INPUT {src} " + ("is not a file" if src.exists() else "does not exist"))
-    out = Path(output).expanduser()
-    suffixes = CODECS[codec][1]
-    if out.suffix.lower() not in suffixes:
-        raise ValueError(f"-o must be a {'/'.join(suffixes)} file with --segment-codec {codec} (the segments are "
-                         f"joined without re-encoding), got {out}")
-    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"-o {out}: not a file name in an existing, writable folder")
-    if out.exists() and os.path.samefile(out, src):
-        raise ValueError(f"-o {out} is INPUT itself; choose another output name")
-    size = check_size(size)
-    if memory is not None:
-        memory.validate()
-    try:
-        folder = load_reference_folder(refs_dir)
-    except ValueError as e:
-        raise ValueError(f"--ref {refs_dir}: {e}") from None
-    try:
-        weights_path = resolve_weights(weights).resolve()
-    except ValueError as e:
-        raise ValueError(f"--weights: {e}") from None
-    clip = open_input(src)
-    n = clip.num_frames
-    why = fit_problem(folder, n, clip.width, clip.height, "INPUT")
-    if why and not allow_ref_mismatch:
-        raise ValueError(f"--ref {why} (--allow-ref-mismatch uses it anyway)")
-    late = [f for f, _ in folder.references if f >= n]
-    if late:
-        raise ValueError(f"--ref {refs_dir} has references for frames beyond INPUT's {n} frames (first: {late[0]})")
-    if ref_scope not in (None, "shot", "clip"):
-        raise ValueError(f"--ref-scope must be shot or clip, got {ref_scope!r}")
-    try:
-        plan = make_plan(cuts, n, extra=frozenset(c for c in folder.cuts if 0 < c < n))
-    except PlanError as e:
-        raise ValueError(f"--cuts: {e}") from None
-    if isinstance(cuts, (str, os.PathLike)):
-        cuts = str(Path(cuts).expanduser().resolve())      # workers read it too
-    stored = stored_format(clip.format)
-    pix_fmt(stored)
-    props = vsformat.first_props(clip)
-    colours = colour_options(stored.color_family, vsformat.matrix_for(clip, props), vsformat.range_for(clip, props),
-                             props)
-    refs_root = Path(refs_dir).expanduser().resolve()
-    refs = {p.name: file_sha256(p) for p in sorted(refs_root.iterdir())
-            if p.is_file() and (p.name == INDEX_JSON or REF_RE.match(p.name))}
-    params = {"version": KEY_VERSION, "vscolormnet": __version__, "input": input_identity(src, clip), "refs": refs,
-              "weights": file_sha256(weights_path), "size": size, "backend": spec_fields(spec),
-              "memory": dataclasses.asdict(memory or MemoryConfig()), "codec": codec,
-              "codec_args": CODECS[codec][0], "cuts": list(plan.cuts), "ref_scope": ref_scope, "format": stored.name,
-              "colour": colours}
-    return {"input": src.resolve(), "output": out.resolve(), "script": is_script(src), "refs_dir": refs_root,
-            "weights": weights_path, "size": size, "backend": spec, "memory": memory,
-            "allow_ref_mismatch": allow_ref_mismatch, "cuts": cuts, "ref_scope": ref_scope, "plan": plan, "num_frames": n,
-            "codec_args": CODECS[codec][0], "colours": colours, "key": film_key(params)}
+def _worker_config(threads: int) -> dict:
+    from .worker import CRASH_ENV
+    return {"threads": threads, "crash": os.environ.get(CRASH_ENV)}
 
 
 @contextlib.contextmanager
 def _locked(work: Path):
-    """The work folder, created and locked (a second run on it is refused); temporaries removed on exit."""
+    """The work folder, created and locked (a second run on it is refused); temporaries removed on exit.
+    A folder this run created is removed again when the run fails before any segment was written."""
     import fcntl
+    fresh = not work.exists()
     try:
         work.mkdir(parents=True, exist_ok=True)
         (work / LOCK_NAME).touch()
@@ -222,12 +204,19 @@ def _locked(work: Path):
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise ValueError(f"--work-dir {work} is in use by another film run") from None
+        failed = True
         try:
             yield work
+            failed = False
         finally:
             remove_temporaries(work)
             with contextlib.suppress(OSError):
                 (work / LOCK_NAME).unlink()
+            if failed and fresh and not any(SEGMENT_RE.match(p.name) for p in work.iterdir()):
+                for p in work.glob(f"{INDEX_PREFIX}*.bsindex"):
+                    p.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    work.rmdir()
 
 
 def _unfinished(work: Path, shots: list[Shot], key: str) -> list[Shot]:
@@ -246,31 +235,19 @@ def _unfinished(work: Path, shots: list[Shot], key: str) -> list[Shot]:
     return todo
 
 
-def _render(ray, todo: list[Shot], prep: dict, key: str, work: Path, *, workers: int, ray_address, gpus: float,
-            threads: int, window: int, max_retries: int, progress: _Progress) -> int:
-    """Start (or join) Ray, render ``todo``, and shut down what we started, whatever happens."""
-    from .worker import CRASH_ENV
-    cfg = {name: prep[name] for name in ("size", "backend", "memory", "cuts", "ref_scope", "codec_args",
-                                         "allow_ref_mismatch")}
-    cfg.update(input=str(prep["input"]), refs_dir=str(prep["refs_dir"]), weights=str(prep["weights"]),
-               threads=threads, work_dir=str(work.resolve()), colour_options=prep["colours"],
-               crash=os.environ.get(CRASH_ENV))
-
+def _render(ray, pool: Workers, todo: list[Shot], prep: dict, work: Path, *, window: int, max_retries: int,
+            progress: _Progress, phases: Phases) -> int:
+    """Render ``todo`` on ``pool``'s actors (stopped on return, whatever happens); returns the retries."""
     def job_of(shot: Shot) -> dict:
-        return {"shot": shot.index, "start": shot.start, "stop": shot.stop, "key": key}
+        return {"shot": shot.index, "start": shot.start, "stop": shot.stop, "key": prep["key"], "clip": prep["worker"]}
 
     def check_done(shot: Shot, manifest: dict) -> None:
         seg = segment_path(work, shot.index)
         if not seg.is_file() or seg.stat().st_size != manifest.get("size"):
             raise FilmError(f"{shot.describe()} was written by {manifest.get('worker')} but its segment is not "
                             f"visible here: --work-dir {work} must be storage shared by every machine")
+        phases.add_worker(str(manifest.get("worker")), manifest.get("times", {}))
 
-    started = start_ray(ray, ray_address, workers * threads)
-    try:
-        check_resources(ray, workers, threads, gpus)
-        return render_shots(ray, todo, job_of, cfg, workers=workers, threads=threads, gpus=gpus, window=window,
-                            max_retries=max_retries, progress=progress, check_done=check_done)
-    finally:
-        if started:
-            with contextlib.suppress(Exception):
-                ray.shutdown()
+    with phases.measure("render_wall"):
+        return render_shots(ray, todo, job_of, pool, window=window, max_retries=max_retries, progress=progress,
+                            check_done=check_done)

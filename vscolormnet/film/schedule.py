@@ -169,18 +169,45 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def render_shots(ray, shots: list[Shot], job_of, cfg: dict, *, workers: int, threads: int, gpus: float,
-                 window: int, max_retries: int, progress: _Progress, check_done) -> int:
-    """Render ``shots`` on ``workers`` actors; returns how many shots were redone after a worker died.
+class Workers:
+    """The actors of a run: started as soon as Ray is up (their imports overlap the shot plan), replaced
+    when one dies, all killed by ``stop``."""
+
+    def __init__(self, ray, cfg: dict, count: int, threads: int, gpus: float):
+        self.ray, self.cfg = ray, cfg
+        self.actor_class = ray.remote(num_cpus=threads, num_gpus=gpus or 0, max_restarts=0, max_task_retries=0,
+                                      concurrency_groups={"progress": 1})(ShotWorker)
+        self.actors = [self.actor_class.remote(cfg) for _ in range(count)]
+        self.everything = list(self.actors)
+
+    def keep(self, count: int) -> None:
+        """Stop all but the first ``count`` actors (fewer shots to render than workers)."""
+        for actor in self.actors[count:]:
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor, no_restart=True)
+        del self.actors[count:]
+
+    def replace(self, slot: int):
+        self.ray.kill(self.actors[slot], no_restart=True)
+        self.actors[slot] = self.actor_class.remote(self.cfg)
+        self.everything.append(self.actors[slot])
+        return self.actors[slot]
+
+    def stop(self) -> None:
+        for actor in self.everything:
+            with contextlib.suppress(Exception):     # already dead or never started
+                self.ray.kill(actor, no_restart=True)
+
+
+def render_shots(ray, shots: list[Shot], job_of, workers: Workers, *, window: int, max_retries: int,
+                 progress: _Progress, check_done) -> int:
+    """Render ``shots`` on the ``workers``' actors; returns how many shots were redone after a worker died.
 
     ``job_of(shot)`` is the dict a worker's ``render`` takes; ``check_done(shot, manifest)`` runs on the
     driver for every finished shot (raises if the segment is not visible here). Actors are killed on
     return and on any exception (Ctrl-C included).
     """
-    actor_class = ray.remote(num_cpus=threads, num_gpus=gpus or 0, max_restarts=0, max_task_retries=0,
-                             concurrency_groups={"progress": 1})(ShotWorker)
-    actors = [actor_class.remote(cfg) for _ in range(workers)]
-    everything = list(actors)
+    actors = workers.actors
     queue = deque(sorted(shots, key=lambda s: (-s.frames, s.index)))
     inflight: dict = {}                   # ref → (shot, slot, actor)
     polls: dict = {}                      # slot → (ref, actor)
@@ -193,7 +220,7 @@ def render_shots(ray, shots: list[Shot], job_of, cfg: dict, *, workers: int, thr
         while queue or inflight:
             while queue and len(inflight) < window:
                 loads = Counter(slot for _, slot, _ in inflight.values())
-                slot = min(range(workers), key=lambda i: loads[i])
+                slot = min(range(len(actors)), key=lambda i: loads[i])
                 shot = queue.popleft()
                 inflight[actors[slot].render.remote(job_of(shot))] = (shot, slot, actors[slot])
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
@@ -209,9 +236,7 @@ def render_shots(ray, shots: list[Shot], job_of, cfg: dict, *, workers: int, thr
                         raise FilmError(f"{shot.describe()}: its worker died {attempts[shot.index]} times "
                                         f"(last: {_error_line(e)}); giving up") from None
                     if actors[slot] is actor:          # first failure seen from this actor: replace it
-                        ray.kill(actor, no_restart=True)
-                        actors[slot] = actor_class.remote(cfg)
-                        everything.append(actors[slot])
+                        workers.replace(slot)
                         polls.pop(slot, None)
                         partial.pop(slot, None)
                     queue.appendleft(shot)
@@ -232,9 +257,7 @@ def render_shots(ray, shots: list[Shot], job_of, cfg: dict, *, workers: int, thr
         return retried
     finally:
         progress.end()
-        for actor in everything:
-            with contextlib.suppress(Exception):     # already dead or never started
-                ray.kill(actor, no_restart=True)
+        workers.stop()
         if inflight:                                 # their calls fail once the actors are gone: then no
             with contextlib.suppress(Exception):     # worker can still write into the work folder
                 ray.wait(list(inflight), num_returns=len(inflight), timeout=STOP_WAIT)

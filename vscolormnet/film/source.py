@@ -47,9 +47,20 @@ def run_script(path: str | os.PathLike) -> vs.VideoNode:
     return clip
 
 
-def open_input(path: str | os.PathLike) -> vs.VideoNode:
-    """The clip to colourise: a script's output 0, or a video file opened with bestsource."""
-    clip = run_script(path) if is_script(path) else vsformat.open_video(path, "INPUT")
+def open_input(path: str | os.PathLike, index: str | os.PathLike | None = None) -> vs.VideoNode:
+    """The clip to colourise: a script's output 0, or a video file opened with bestsource; with ``index``
+    (a path prefix) bestsource reads its index from ``<index>.<track>.bsindex``, or makes and writes it
+    there, instead of decoding the whole file to index it (``prepare.open_indexed``)."""
+    if is_script(path):
+        clip = run_script(path)
+    elif index is None or not hasattr(vs.core, "bs"):
+        clip = vsformat.open_video(path, "INPUT")
+    else:
+        try:
+            clip = vs.core.bs.VideoSource(str(Path(path).expanduser()), cachemode=4, cachepath=str(index))
+        except vs.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"INPUT {path} cannot be read as a video: {first}") from None
     check_clip(clip, path)
     return clip
 

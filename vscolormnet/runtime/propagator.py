@@ -10,8 +10,9 @@ in order. It reproduces the official ``InferenceCore.step`` (a reference is the 
 version of a frame) and ``step_AnyExemplar`` (references are separate exemplars), generalised
 to several references and to scene resets:
 
-- every reference is encoded once (``bank``) and held in a *permanent* memory slot of every
-  state whose scope includes it: all references (``ref_scope='clip'``), or, with a shot plan
+- every reference is encoded once (``bank``; with ``lazy_references`` when a state first needs
+  it, so a process rendering a few shots of a film encodes only their references) and held in a
+  *permanent* memory slot of every state whose scope includes it: all references (``ref_scope='clip'``), or, with a shot plan
   and ``ref_scope='shot'``, the references inside the frame's shot plus those without a
   frame (a shot with none of its own reads all of them);
 - a frame that has a reference (``ref_frames``) outputs the reference's ab exactly, resets
@@ -25,6 +26,8 @@ Tensors are on the backend's device. The only host read is the per-step finite c
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +39,14 @@ from .memory import MemoryManager
 from .shots import ShotPlan
 
 REF_SCOPES = ("clip", "shot")
+_REFERENCE_SECONDS = [0.0]          # this process's reference encoding, all propagators (run reports)
+_REFERENCE_LOCK = threading.Lock()
+
+
+def reference_encoding_seconds() -> float:
+    """Seconds this process has spent encoding references (a film worker reports it per shot)."""
+    with _REFERENCE_LOCK:
+        return _REFERENCE_SECONDS[0]
 
 
 class NonFiniteError(FloatingPointError):
@@ -101,11 +112,14 @@ class Reference:
     image: ``1×3×Hp×Wp`` normalised L' ×3 that the reference key is computed from (the
     reference's own L for exemplars, the clip frame's L for ``ref_frames``).
     ab: ``1×2×Hp×Wp`` normalised ab'. frame: clip frame it is the colour version of, or None.
+    ``load``: instead of ``image``/``ab``, a function returning both, called when the reference is
+    first encoded (a film worker then reads only the reference frames of the shots it renders).
     """
 
-    image: torch.Tensor
-    ab: torch.Tensor
+    image: torch.Tensor | None
+    ab: torch.Tensor | None
     frame: int | None = None
+    load: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @dataclass
@@ -177,8 +191,11 @@ class Propagator:
 
     def __init__(self, backend: Backend, config: MemoryConfig, references: list[Reference],
                  count_long_term_usage: bool, times: StageTimes | None = None,
-                 plan: ShotPlan | None = None, ref_scope: str = "clip", scene_reset: bool = False):
-        """plan: the known cuts (None: none); scene_reset: a frame's own scene-change mark also starts a shot."""
+                 plan: ShotPlan | None = None, ref_scope: str = "clip", scene_reset: bool = False,
+                 lazy_references: bool = False):
+        """plan: the known cuts (None: none); scene_reset: a frame's own scene-change mark also starts a shot.
+        lazy_references: encode a reference when a state first reads it, not all of them here (a broken
+        reference is then found by the first frame that reads it)."""
         if not references:
             raise ValueError("at least one reference is needed")
         if ref_scope not in REF_SCOPES:
@@ -195,16 +212,38 @@ class Propagator:
         self.known_cuts = frozenset(plan.cuts) if plan is not None else frozenset()
         self.ref_scope = ref_scope
         self.scene_reset = bool(scene_reset)
-        with backend.math_mode():
-            self.bank = self._encode_references(references)     # (key, shrinkage, selection, value) per reference
+        self._bank: list[tuple | None] = [None] * len(references)   # (key, shrinkage, selection, value) per reference
+        self._bank_lock = threading.Lock()
+        if not lazy_references:
+            for i in range(len(references)):
+                self.bank(i)
         self._initial: dict[tuple[int, ...], PropagationState] = {}
         self._initial_lock = threading.Lock()
 
     # ---- set-up --------------------------------------------------------------------------
-    def _encode_references(self, references: list[Reference]) -> list[tuple]:
-        bank = []
-        for i, ref in enumerate(references):
-            check = _FiniteCheck()
+    def bank(self, i: int) -> tuple:
+        """Reference ``i`` encoded: ``(key, shrinkage, selection, value)`` (encoded on first use, once)."""
+        entry = self._bank[i]
+        if entry is None:
+            with self._bank_lock:
+                entry = self._bank[i]
+                if entry is None:
+                    entry = self._bank[i] = self._encode_reference(i)
+        return entry
+
+    def reference_ab(self, i: int) -> torch.Tensor:
+        """Reference ``i``'s ``1×2×Hp×Wp`` ab' (what a frame that has this reference outputs)."""
+        self.bank(i)
+        return self.references[i].ab
+
+    def _encode_reference(self, i: int) -> tuple:
+        ref = self.references[i]
+        t = time.perf_counter()
+        if ref.load is not None:
+            ref.image, ref.ab = ref.load()
+            ref.load = None
+        check = _FiniteCheck()
+        with self.backend.math_mode():
             with self.times.measure("encode_key"):
                 key, shrinkage, selection, f16, _, _ = self.backend.encode_key(ref.image)
             check.add("encode_key", key, shrinkage, selection, f16)
@@ -212,8 +251,9 @@ class Propagator:
                 value = self.backend.encode_value(ref.image, f16, ref.ab)
             check.add("encode_value", value)
             check.raise_if_bad(f"reference {i}")
-            bank.append((key, shrinkage, selection, value))
-        return bank
+        with _REFERENCE_LOCK:
+            _REFERENCE_SECONDS[0] += time.perf_counter() - t
+        return key, shrinkage, selection, value
 
     def scope_at(self, t: int) -> tuple[int, ...]:
         """The references frame ``t`` reads (see the module docstring)."""
@@ -232,9 +272,9 @@ class Propagator:
             if state is None:
                 memory = MemoryManager(self.config, self.count_long_term_usage)
                 for i in scope:
-                    key, shrinkage, selection, value = self.bank[i]
+                    key, shrinkage, selection, value = self.bank(i)
                     memory.add_permanent(key, shrinkage, value, selection)
-                key, _, _, value = self.bank[scope[-1]]
+                key, _, _, value = self.bank(scope[-1])
                 state = self._initial[scope] = PropagationState(memory=memory, last_key=key, last_value=value,
                                                                 scope=scope)
             return state
@@ -294,7 +334,7 @@ class Propagator:
                 state.memory = self._initial_state(scope).memory.clone()
                 state.scope = scope
             state.segment_start = True
-            key, _, _, value = self.bank[scope[-1]]
+            key, _, _, value = self.bank(scope[-1])
             state.last_key, state.last_value = key, value
         ref_index = role.reference
         is_reference_frame = ref_index is not None
@@ -310,7 +350,7 @@ class Propagator:
 
         confidence = 1.0
         if is_reference_frame:
-            ab = self.references[ref_index].ab
+            ab = self.reference_ab(ref_index)
         else:
             with tm.measure("memory_readout"):
                 readout = state.memory.read(key, selection)
@@ -339,7 +379,7 @@ class Propagator:
                     check.add("encode_value", value)
             if is_reference_frame:
                 # Its (key, value) already sit in the permanent slot, computed identically.
-                value = self.bank[ref_index][3]
+                value = self.bank(ref_index)[3]
             else:
                 with tm.measure("memory_readout"):
                     state.memory.add(key, shrinkage, value, selection)

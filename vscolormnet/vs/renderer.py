@@ -115,18 +115,22 @@ class ClipRenderer:
         self._finalizer = weakref.finalize(self, _release_all, self._leases)
 
     def _references(self) -> list[Reference]:
-        out = []
-        for i, img in enumerate(self.refs.images):
+        """The references, each converted (and its clip frame read) only when the propagator first encodes it."""
+        frames = self.refs.frames or [None] * len(self.refs.images)
+        return [Reference(None, None, frame, load=self._reference_loader(img, frame))
+                for img, frame in zip(self.refs.images, frames)]
+
+    def _reference_loader(self, img: np.ndarray, frame: int | None):
+        def load() -> tuple[torch.Tensor, torch.Tensor]:
             if img.dtype == np.uint8:
                 lab = color.lab_float32(img, self.device)         # the uint8 pixels cross to the device
             else:
                 rgb = torch.from_numpy(img.astype(np.float64)).permute(2, 0, 1)
                 lab = color.lab_from_unit_rgb(rgb.to(self.device))
-            frame = None if self.refs.frames is None else self.refs.frames[i]
             # A reference of a clip frame takes its key from that frame's own L (official default mode).
             image = color.network_image(lab[0]) if frame is None else self.source.frames([frame])[0][0]
-            out.append(Reference(image, color.network_ab(lab[1:]), frame))
-        return out
+            return image, color.network_ab(lab[1:])
+        return load
 
     # ---- lifecycle -------------------------------------------------------------------------
     def _start(self) -> Propagator:
@@ -140,7 +144,8 @@ class ClipRenderer:
         refs = self._references()
         num_frames = self.rgb_small.num_frames
         prop = Propagator(backend, self.memory, refs, self.memory.long_term_usage_for(num_frames),
-                          plan=self.plan, ref_scope=self.ref_scope, scene_reset=self.scene_reset)
+                          plan=self.plan, ref_scope=self.ref_scope, scene_reset=self.scene_reset,
+                          lazy_references=True)
         g = self.geometry
         log.info("Colorize: %s, inference %dx%d (padded %dx%d), %d reference(s), %d shot(s), ref_scope=%s, "
                  "key_batch=%d", backend.describe(), g.inf_width, g.inf_height, g.padded_hw[1], g.padded_hw[0],
