@@ -28,6 +28,7 @@ PROVIDERS = {
     "scipy": {"scipy"}, "skimage": {"scikit-image"}, "vapoursynth": {"vapoursynth"},
     "onnx": {"onnx"}, "onnxruntime": ORT_FLAVOURS, "tensorrt": {"tensorrt-cu13", "tensorrt-cu12", "tensorrt"},
     "matplotlib": {"matplotlib"}, "cv2": {"opencv-python-headless"}, "safetensors": {"safetensors"},
+    "huggingface_hub": {"huggingface-hub"},
 }
 # imported only behind a check with its own install hint: optional metrics of `eval`, and Ray for
 # `colorize --workers` (film/options.py pins the exact Ray version every cluster node must share)

@@ -15,6 +15,7 @@ import os
 import sys
 
 from .util.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, run_cli
+from .util.offline import default_offline
 
 COMMANDS = {
     "colorize-frames": "vscolormnet.commands.colorize_frames",
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     Called as a program (``argv`` None) it exits at once after an interrupt instead of waiting for
     frames in flight; called with ``argv`` (tests, scripts) it always returns.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    default_offline()  # nothing downloads weights at run time; `download` lifts this default, not a user's own
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     parser = _Parser(prog="python -m vscolormnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

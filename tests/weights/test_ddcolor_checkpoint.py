@@ -101,8 +101,8 @@ def test_refusals_are_one_line(tiny_state, tmp_path):
 def test_load_and_missing_weights(ddcolor_checkpoints, tmp_path):
     net = load_ddcolor(ddcolor_checkpoints("tiny"))
     assert net.size == "tiny" and not net.training
-    with pytest.raises(CheckpointError, match=r"`python -m vscolormnet download ddcolor-large`") as e:
-        resolve_ddcolor_weights(tmp_path / "none.pth", "ddcolor_artistic")
+    with pytest.raises(CheckpointError, match=r"`python -m vscolormnet download ddcolor-artistic`") as e:
+        resolve_ddcolor_weights(tmp_path / "none.pth", "ddcolor_artistic")      # the hub name picks its file
     assert e.value.param == "--weights"
     with pytest.raises(CheckpointError, match="is a folder"):
         resolve_ddcolor_weights(tmp_path, "ddcolor-tiny")

@@ -26,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="the coloured image (PNG recommended)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="MODEL",
                    help="ddcolor-large (default) or ddcolor-tiny, or a hub name (ddcolor_modelscope, …)")
-    p.add_argument("--weights", required=True, metavar="CKPT",
-                   help="DDColor checkpoint of that model (.pth/.pt/.bin/.safetensors)")
+    p.add_argument("--weights", default=None, metavar="CKPT",
+                   help="DDColor checkpoint of that model (.pth/.pt/.bin/.safetensors; default: the one "
+                        "`python -m vscolormnet download MODEL` fetched)")
     p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, metavar="S",
                    help=f"the square size the network runs at, a multiple of {SIZE_MULTIPLE} ({DEFAULT_INPUT_SIZE})")
     p.add_argument("--save-ab", default=None, metavar="AB.npz",
@@ -52,7 +53,7 @@ def check_arguments(args) -> dict:
         raise UserError.bad("--input-size", args.input_size, "a positive multiple of 32 (the encoder downsamples "
                             "by 32 and the decoder's shapes must agree), e.g. 256, 512") from None
     backend = backend_options(args)
-    weights = resolve_ddcolor_weights(args.weights, model)
+    weights = resolve_ddcolor_weights(args.weights, args.model)      # the hub name picks its file
     out = check_output_file(args.output, "-o", suffixes=OUTPUT_SUFFIXES)
     refuse_inputs(out, "-o", [("INPUT", args.input), ("--weights", weights)])
     save_ab = None

@@ -24,7 +24,8 @@ import torch
 from ..model.ddcolor import DDColor
 from ..model.ddcolor.names import ARCHITECTURES, model_name, resolve_model
 from ..util.errors import CheckpointError
-from .checkpoint import ENV_WEIGHTS_DIR, _first, _load_error, non_finite, weights_dir
+from .checkpoint import _first, _load_error, non_finite
+from .ddcolor_hub import resolve_ddcolor_weights  # noqa: F401  (re-exported: where the files live is ddcolor_hub's)
 
 SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 WRAPPERS = ("params", "params_ema", "state_dict", "model")
@@ -130,17 +131,3 @@ def load_ddcolor(path: str | os.PathLike, model: str | None = None) -> DDColor:
     net = DDColor(size)
     net.load_state_dict(state, strict=True)
     return net.eval()
-
-
-def resolve_ddcolor_weights(weights: str | os.PathLike, model: str) -> Path:
-    """The checkpoint file ``weights`` (``--weights``); a missing one names the download command."""
-    name = resolve_model(model)
-    path = Path(weights).expanduser()
-    if path.is_dir():
-        raise CheckpointError(f"--weights {path} is a folder, not a checkpoint file ({', '.join(SUFFIXES)})",
-                              param="--weights", value=str(path), accepted="a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"--weights {path} not found; run `python -m vscolormnet download {name}` to fetch the "
-                              f"{name} weights (into {weights_dir()}; set {ENV_WEIGHTS_DIR} to choose another folder)",
-                              param="--weights", value=str(path), accepted="an existing checkpoint file")
-    return path

@@ -201,8 +201,9 @@ def _open(url: str, offset: int, timeout: float):
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
-def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
-    """Bring ``partial`` to the complete file (resuming it if present); return its SHA-256.
+def fetch(url: str, partial: Path, timeout: float, progress: bool) -> str:
+    """Bring ``partial`` to the complete file (resuming it if present); return its SHA-256. Shared with the
+    DDColor download (``ddcolor_download``): one transport, one set of resume and size rules.
 
     Raises DownloadError with one line on any HTTP, size or transfer error; the partial file is kept
     for a resume when the bytes it holds are good (an interrupted or short transfer).
@@ -336,7 +337,7 @@ def _download_locked(folder: Path, final: Path, url: str, pin: str | None, force
                         final, digest, pin)
 
     log.info("download: %s -> %s", url, final)
-    digest = _fetch(url, partial, timeout, progress)  # hashed while it streams in
+    digest = fetch(url, partial, timeout, progress)  # hashed while it streams in
     if pin is not None and digest != pin:
         partial.unlink(missing_ok=True)
         raise DownloadError(f"SHA-256 mismatch: the download has {digest}, --sha256 pins {pin}; "
