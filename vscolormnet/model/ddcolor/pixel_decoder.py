@@ -67,7 +67,7 @@ class PixelShuffleUp(nn.Module):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        x = F.pixel_shuffle(F.relu(self.conv(x)), self.scale)
+        x = F.pixel_shuffle(F.relu(self.conv(x), inplace=True), self.scale)   # in place: a fresh tensor
         return F.avg_pool2d(F.pad(x, (1, 0, 1, 0), mode="replicate"), 2, stride=1)
 
 
@@ -80,10 +80,10 @@ class UnetBlock(nn.Module):
         self.shuf = PixelShuffleUp(up_channels, out_channels, 2, batch_norm=True)
         self.bn = nn.BatchNorm2d(skip_channels)
         self.conv = nn.Sequential(SpectralConv2d(out_channels + skip_channels, out_channels, 3, bias=False),
-                                  nn.ReLU(), nn.BatchNorm2d(out_channels))
+                                  nn.ReLU(inplace=True), nn.BatchNorm2d(out_channels))
 
     def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.conv(F.relu(torch.cat([self.shuf(up), self.bn(skip)], dim=1)))
+        return self.conv(F.relu(torch.cat([self.shuf(up), self.bn(skip)], dim=1), inplace=True))
 
 
 def unet_blocks(dims: tuple[int, ...]) -> nn.ModuleList:
