@@ -10,6 +10,8 @@ short_term_attention, decoder, encode_value (measured inside ``core.Propagator``
 colour_conversion (Lab conversion in, RGB composition out). On CUDA also peak VRAM and host syncs
 per frame (torch's sync debug mode).
 
+``--model ddcolor-large|ddcolor-tiny`` measures DDColor's forwards per second at ``--input-size``
+instead (``bench_ddcolor``); without ``--model`` (or ``--model colormnet``) nothing changes.
 Without ``--weights`` the default checkpoint is used. For a run without the real weights,
 build the seeded test checkpoint first: ``python -m vscolormnet.weights.seeded OUT.pth``
 (speed does not depend on the weights' values).
@@ -28,8 +30,15 @@ HELP = "benchmark a backend on a synthetic clip: fps, ms per stage, peak memory,
 
 
 def add_arguments(p) -> None:  # noqa: D103
+    from ..model.ddcolor import DEFAULT_INPUT_SIZE
     from .colorize_frames import add_backend_arguments, add_memory_arguments
     from .export import add_geometry_arguments
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="colormnet (default: the clip benchmark below), or ddcolor-large / ddcolor-tiny: DDColor "
+                        "forwards per second at --input-size (commands/bench_ddcolor.py)")
+    p.add_argument("--input-size", type=int, default=None, metavar="S",
+                   help=f"with --model ddcolor-…: the square size the network runs at, a multiple of 32 "
+                        f"({DEFAULT_INPUT_SIZE})")
     add_geometry_arguments(p)
     p.add_argument("--frames", type=int, default=None,
                    help="frames to run, the first key batch untimed (default: key batch + max(11, 2 × key batch): "
@@ -37,7 +46,8 @@ def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("--key-batch", type=int, default=None, metavar="N",
                    help="frames whose keys are encoded in one batched call (1: no run-ahead; "
                         "at most 64; default: the device's, keyahead.default_key_batch)")
-    p.add_argument("--weights", default=None, metavar="CKPT", help="checkpoint (default: the downloaded one)")
+    p.add_argument("--weights", default=None, metavar="CKPT",
+                   help="checkpoint of the model (default: the downloaded one)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--instances", type=int, default=None, metavar="N",
@@ -95,8 +105,14 @@ def run(args) -> int:  # noqa: D103
     from ..backends import BackendError, resolve_spec
     from ..runtime.benchmark import check_key_batch
     from ..weights.checkpoint import CheckpointError, resolve_weights
+    from .bench_ddcolor import is_ddcolor, run_ddcolor
     from .colorize_frames import memory_config
     from .export import describe_geometry, geometry_from_args, positive_int, writable_dir
+    if is_ddcolor(args.model):
+        return run_ddcolor(args)
+    if args.input_size is not None:
+        raise ValueError(f"--input-size applies to --model ddcolor-large/ddcolor-tiny, not to the ColorMNet bench "
+                         f"(use --size), got --input-size {args.input_size}")
     geometry = geometry_from_args(args)
     if args.frames is not None and args.frames < 2:
         raise ValueError(f"--frames must be at least 2 (the first frame is not timed), got {args.frames}")
