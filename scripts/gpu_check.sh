@@ -1,36 +1,37 @@
 #!/usr/bin/env bash
 # gpu_check.sh: verify the GPU path on a machine with an NVIDIA GPU, in one command, offline.
 #
-#   bash scripts/gpu_check.sh [--json PATH] [--weights CKPT] [--budget-s 420]
+#   bash scripts/gpu_check.sh [--json PATH] [--weights CKPT] [--budget-s 480]
+#   PYTHON=.gpu-image-venv/bin/python bash scripts/gpu_check.sh --device cpu     # the rehearsal
 #
-# Prints one table on stdout (progress on stderr): parity of every tests/data/parity case on
-# PyTorch CUDA fp32 with TF32 off, the fp16/bf16 deviation, order independence through Colorize
-# on CUDA, bench fps at 384/512 fp32/fp16 with key batch 1 and the default (host syncs per frame,
-# peak VRAM), and ONNX Runtime CUDA / TensorRT rows when those are installed ("not installed"
-# otherwise). Exit 1 if a row FAILs or errors. Rebuilds the seeded checkpoint itself (~500 MB in
-# $TMPDIR). Estimated 2-4 minutes on an H200 (about 20 model loads dominate); each ORT/TensorRT row
-# starts only while --budget-s (420 s) leaves it room (a TensorRT parity row ~150 s: six engine
-# builds), else says "skipped: time budget", so it ends within 8 minutes.
-# Without a GPU: "gpu_check: skipped: CUDA is not available (...)", exit 0.
-# (--device cpu: the same code on the CPU, small; used by tests/test_scripts.py.)
+# Prints one table on stdout (progress on stderr) of rows that PASS or FAIL (scripts/gpu_check.py
+# says which; gpu_plan.py the sizes and targets): TensorRT and ONNX Runtime CUDA first when installed
+# (never skipped), parity of every tests/data/parity case on PyTorch CUDA fp32 with TF32 off, fp16/bf16
+# deviation, order independence through Colorize, bench at 384/512 with fps targets (torch fp16 ≥ 100,
+# TensorRT fp16 ≥ 200 at 512), host syncs per frame in the pipeline (0), peak VRAM of a 3-shot clip
+# ≤ 2 GiB, DDColor parity, and the check's wall time ≤ 480 s. Rows that cannot run say "CUDA-only" or
+# "not installed" and never count as passes. Exit 1 if a row FAILs or errors. Rebuilds the seeded
+# checkpoint itself (~500 MB in $TMPDIR). Without a GPU: "gpu_check: skipped: CUDA is not available
+# (...)", exit 0. `--device cpu` rehearses the same rows, small, on the CPU (see the README).
 #
-# Needs: a python3 with PyTorch (CUDA build) and the torchvision that matches it (timm imports it;
-# never carried), numpy, pillow, scipy, scikit-image and pytest; set PYTHON to choose the
-# interpreter. NOT the project's venv, and nothing is downloaded. Missing pure-Python/binary
-# wheels are installed from gpu_wheels/ (or $GPU_WHEELS) into a temporary --target folder, never
-# into the interpreter's site-packages. Prepare that folder on a machine
-# with network access, from the repository root (Python 3.12, x86_64 Linux target):
+# Made for the lent GPU machines' image: Python 3.12 with torch 2.11.0+cu130, torchvision 0.26, timm,
+# numpy 2.5, pillow, scipy, scikit-image, onnx 1.23.1, onnxruntime 1.30 (CPU build), pytest; no
+# vapoursynth, TensorRT, onnxruntime-gpu or opencv (scripts/gpu_image_venv.sh builds that layout here).
+# Set PYTHON to choose the interpreter; NOT the project's venv, and nothing is downloaded. What the
+# interpreter lacks is installed from gpu_wheels/ (or $GPU_WHEELS) into a temporary --target folder,
+# never into its site-packages. Prepare that folder on a machine with network access, from the
+# repository root (Python 3.12, x86_64 Linux target):
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 -d gpu_wheels \
-#       timm==1.0.31 platformdirs==4.5.0 vapoursynth==81
+#       platformdirs==4.5.0 vapoursynth==81
 #
-# which saves (8.8 MiB together):
-#   timm-1.0.31-py3-none-any.whl                                                2.7 MiB (the model)
+# which saves (6.1 MiB together, what the image lacks):
 #   platformdirs-4.5.0-py3-none-any.whl                                          18 KiB (ORT/TRT caches)
 #   vapoursynth-81-cp312-abi3-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl   6.1 MiB (Colorize rows)
-# Add scikit_image / pytest wheels the same way if the target lacks them. Without vapoursynth the
-# Colorize rows say "vapoursynth not installed"; onnxruntime-gpu and tensorrt are never carried.
+# An interpreter without timm, scikit-image or pytest needs timm==1.0.31 (2.7 MiB) etc. the same way.
+# Never carried: torchvision (must match the torch build), onnxruntime-gpu and tensorrt (too big), and
+# opencv-python-headless (61 MiB: the DDColor row says "not installed" without it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

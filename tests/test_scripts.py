@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import json
 import os
 import shutil
@@ -202,12 +203,12 @@ def test_random_checkpoint_build_makes_folders_and_writes_atomically(tmp_path, m
 
 
 # ---- scripts/gpu_check.sh: its skip without CUDA, and its table code on the CPU (--device cpu) ----
-def _gpu_check(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run gpu_check.sh with this interpreter, CUDA hidden, no wheel folder and a private TMPDIR."""
+def _gpu_check(tmp_path: Path, *args: str, python: str = sys.executable, wheels: Path | None = None):
+    """Run gpu_check.sh with ``python`` (this one), CUDA hidden, no wheel folder and a private TMPDIR."""
     tmp = tmp_path / "tmpdir"
     tmp.mkdir(exist_ok=True)
-    env = dict(os.environ, PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp),
-               GPU_WHEELS=str(tmp_path / "no-wheels"))
+    env = dict(os.environ, PYTHON=python, CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp),
+               GPU_WHEELS=str(wheels or tmp_path / "no-wheels"))
     return subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), *args], check=False, env=env,
                           capture_output=True, text=True, timeout=1800)
 
@@ -234,32 +235,79 @@ def test_gpu_check_skips_quietly_without_pytorch(tmp_path):
     assert "missing" not in r.stderr, r.stderr
 
 
-@pytest.mark.slow
-def test_gpu_check_cpu_smoke_prints_one_table(tmp_path, parity_checkpoint):
-    """The same rows as on a GPU, small and on the CPU: parity, Colorize order, bench, missing runtimes."""
+MARKS = {"CUDA-only", "not installed"}
+
+
+def _rehearsal(tmp_path: Path, python: str, wheels: Path, checkpoint: Path, onnx_dir: Path | None = None):
+    """gpu_check.sh --device cpu with ``python``: the exit, stdout and the JSON rows. ``onnx_dir``: reuse
+    that graph cache (the six CPU exports take minutes); None: a fresh one (the export is checked too)."""
+    from ddcolor_fixtures import ddcolor_checkpoint_path
     report = tmp_path / "gpu_check.json"
-    r = _gpu_check(tmp_path, "--device", "cpu", "--weights", str(parity_checkpoint), "--json", str(report))
-    assert r.returncode == 0, r.stderr[-3000:]
+    args = ["--device", "cpu", "--weights", str(checkpoint), "--json", str(report)]
+    if onnx_dir is not None:
+        args += ["--onnx-dir", str(onnx_dir)]
+    if importlib.util.find_spec("vscolormnet.model.ddcolor") is not None:
+        args += ["--ddcolor-weights", str(ddcolor_checkpoint_path("tiny").parent)]
+    r = _gpu_check(tmp_path, *args, python=python, wheels=wheels)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    return r, json.loads(report.read_text())
+
+
+def _check_rehearsal_table(r: subprocess.CompletedProcess, data: dict, tmp_path: Path) -> dict:
+    """The full table, every row a PASS or a marked row that cannot run here; returns the rows by check/case."""
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("gpu_check: CPU smoke run") and lines[-1].startswith("gpu_check: ok (")
-    assert all(line.startswith("|") for line in lines[1:-1]) and len(lines) >= 4
-    data = json.loads(report.read_text())
-    rows = {row["check"]: row for row in data["rows"]}
-    assert len(lines) - 4 == len(rows) and not data["failed"]
-    assert rows["parity torch-cpu fp32"]["case"] == "odd_size" and rows["parity torch-cpu fp32"]["verdict"] == "PASS"
-    assert rows["parity torch-cpu fp32"]["data"]["max"] <= 1e-3
-    order = rows["order independence cpu fp32"]
-    assert order["verdict"] == "PASS" and order["data"] == {"repeat": 0.0, "shuffled": 0.0, "threads": 0.0}
-    bench = [row for name, row in rows.items() if name.startswith("bench torch-cpu native fp32 key-batch 1")]
-    assert len(bench) == 1 and bench[0]["data"]["fps"] > 0 and bench[0]["data"]["host_syncs_per_frame"] is None
-    assert bench[0]["data"]["key_batch"] == 1 and bench[0]["data"]["timed_frames"] == 1
-    for name in ("ort-cuda", "tensorrt"):
-        if name in rows:
-            assert rows[name]["verdict"] == "n/a" and "not installed" in rows[name]["result"]
-    assert set(rows) & {"ort-cuda", "trt-cuda"} and set(rows) & {"tensorrt", "trt-cuda"}
+    assert lines[0].startswith("gpu_check: CPU rehearsal") and lines[-1].startswith("gpu_check: ok ("), r.stdout
+    assert all(line.startswith("|") for line in lines[1:-1]) and len(lines) - 4 == len(data["rows"])
+    verdicts = [row["verdict"] for row in data["rows"]]
+    assert set(verdicts) <= {"PASS"} | MARKS, verdicts                   # no info, no FAIL, no ERROR
+    assert data["passed"] == verdicts.count("PASS") >= 8 and not data["failed"]
+    rows = {(row["check"], row["case"]): row for row in data["rows"]}
     for row in data["rows"]:
-        assert row["check"] in r.stdout and row["verdict"] in r.stdout
+        assert row["check"] in r.stdout and row["verdict"] in r.stdout and row["data"]["s"] >= 0
+    parity = {case: row for (check, case), row in rows.items() if check == "parity torch-cpu fp32"}
+    assert set(parity) == {p.name for p in (ROOT / "tests" / "data" / "parity").iterdir()}, "every parity case"
+    assert all(row["verdict"] == "PASS" and row["data"]["max"] <= 1e-3 for row in parity.values())
+    bf16 = rows["bf16 vs fp32 torch-cpu", "odd_size"]
+    assert bf16["verdict"] == "PASS" and 0 < bf16["data"]["mean"] <= 6e-3, bf16
+    for check in ("fp16 vs fp32 torch-cpu", "host syncs per frame (pipeline, steady state)", "check wall time"):
+        assert rows[check, "-"]["verdict"] == "CUDA-only", check
+    bench = [row for (check, _), row in rows.items() if check.startswith("bench torch-cpu") and "fp32" in check]
+    assert len(bench) == 2 and all(row["verdict"] == "PASS" and row["data"]["fps"] >= 0.1 for row in bench)
+    assert all(row["data"]["target_fps"] == 0.1 and row["data"]["key_batch"] == 1 for row in bench)
+    ort = [row for (check, _), row in rows.items() if check.startswith(("parity ort-cpu", "bench ort-cpu"))]
+    assert len(ort) == 2 and all(row["verdict"] == "PASS" for row in ort), "ORT's CPU provider: parity and bench"
+    assert ort[1]["data"]["key_batch"] == 1, "ORT's own key-batch default"
+    assert rows["tensorrt", "-"]["verdict"] == "not installed" and rows["ort-cuda", "-"]["verdict"] in MARKS
     assert not list((tmp_path / "tmpdir").glob("gpu_check*")), "temporary folders left behind"
+    return rows
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_rehearsal_prints_the_full_table(tmp_path, parity_checkpoint):
+    """The GPU run's rows, small, on the CPU: every parity case, bf16, order, bench, memory, ORT; CUDA rows marked."""
+    from project_paths import CACHE
+    r, data = _rehearsal(tmp_path, sys.executable, tmp_path / "no-wheels", parity_checkpoint, CACHE / "gpu-check-onnx")
+    rows = _check_rehearsal_table(r, data, tmp_path)
+    assert rows["order independence cpu fp32", "Colorize 4 frames YUV444PS"]["data"] == {
+        "repeat": 0.0, "shuffled": 0.0, "threads": 0.0, "s": rows["order independence cpu fp32",
+                                                                   "Colorize 4 frames YUV444PS"]["data"]["s"]}
+    memory = [row for (check, _), row in rows.items() if check.startswith("memory torch-cpu")]
+    assert len(memory) == 1 and memory[0]["verdict"] == "PASS" and 0 < memory[0]["data"]["peak_mib"] <= 2048
+    if importlib.util.find_spec("vscolormnet.model.ddcolor") is not None:
+        assert rows["ddcolor parity torch-cpu fp32", "tiny_256"]["verdict"] == "PASS"
+
+
+IMAGE_VENV = ROOT / ".gpu-image-venv" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IMAGE_VENV.exists(), reason="no .gpu-image-venv (scripts/gpu_image_venv.sh builds it)")
+def test_gpu_check_rehearsal_on_the_image_like_interpreter(tmp_path, parity_checkpoint):
+    """The same on torch 2.11 and the image's packages, with what gpu_wheels/ carries (if it is there)."""
+    r, data = _rehearsal(tmp_path, str(IMAGE_VENV), ROOT / "gpu_wheels", parity_checkpoint)
+    assert "torch 2.11.0" in r.stdout.splitlines()[0]
+    rows = _check_rehearsal_table(r, data, tmp_path)
+    assert rows["ddcolor parity", "-"]["verdict"] == "not installed", "the image has no opencv"
 
 
 def _gpu_check_module():
@@ -270,38 +318,40 @@ def _gpu_check_module():
     return module
 
 
-def test_gpu_check_rows_check_the_budget_and_a_failing_section_is_one_error_row(monkeypatch):
-    """Each optional row checks the time left before it starts (TensorRT builds engines per row); a section
-    that raises outside its rows is one ERROR row and the next sections still run."""
+def test_gpu_check_marked_rows_are_never_passes_and_a_failing_section_is_one_error_row():
+    """CUDA-only / not installed rows count apart from PASS; a section that raises outside its rows is one
+    ERROR row and the next sections still run; an unknown verdict (e.g. the old 'info') is refused."""
     gc = _gpu_check_module()
-    table = gc.Table(budget_s=100)
-    left = iter([90.0, 5.0])                           # seconds of the budget left, one per row with need_s
-    monkeypatch.setattr(table, "left_s", lambda: next(left))
-    ran = []
-    table.run("trt parity", "case", lambda: ran.append(1) or ("ok", "PASS", {}), need_s=60)   # 90 s left: runs
-    table.run("trt bench", "case", lambda: ran.append(2) or ("ok", "info", {}), need_s=60)    # 5 s left: skipped
-    table.run("torch parity", "case", lambda: ran.append(3) or ("ok", "PASS", {}))            # no need: runs
-    assert ran == [1, 3]
-    skipped = table.rows[1]
-    assert skipped["verdict"] == "n/a" and skipped["result"].startswith("skipped: time budget (5 s")
+    import gpu_table
+    table = gpu_table.Table()
+    table.run("parity", "case", lambda: ("ok", "PASS", {"max": 0.0}))
+    table.add("tensorrt", "-", "tensorrt not installed", "not installed")
+    table.add("host syncs", "-", "CUDA-only", "CUDA-only")
+    assert table.counts() == {"PASS": 1, "not installed": 1, "CUDA-only": 1} and not table.failed()
+    with pytest.raises(ValueError, match="unknown verdict"):
+        table.add("bench", "-", "1 fps", "info")
 
     def broken():
         raise ImportError("No module named 'torchvision'")
     table.section("parity torch-cuda", broken)
-    table.section("bench torch-cuda", lambda: table.add("bench torch-cuda 384", "-", "1 fps", "info"))
+    table.section("bench torch-cuda", lambda: table.add("bench torch-cuda 384", "-", "1 fps", "FAIL"))
     assert [r["check"] for r in table.rows[-2:]] == ["parity torch-cuda", "bench torch-cuda 384"]
     assert table.rows[-2]["verdict"] == "ERROR" and "ImportError: No module named" in table.rows[-2]["result"]
     assert table.failed() and table.format().count("\n") == len(table.rows) + 1
+    plan = gc.plan_for("cuda")
+    assert plan.fps_target("torch", "512", "fp16", True)[0] == 100 and plan.fps_target("trt", "512", "fp16", True)[0] == 200
 
 
 def test_gpu_check_checkpoint_failure_is_an_error_row(tmp_path, monkeypatch):
     gc = _gpu_check_module()
+    import gpu_table
+
     import vscolormnet.weights.seeded as rc
 
     def no_timm(out, seed=0):
         raise ModuleNotFoundError("No module named 'torchvision'")
     monkeypatch.setattr(rc, "build", no_timm)
-    table = gc.Table(budget_s=100)
+    table = gpu_table.Table()
     assert gc.checkpoint(table, None, tmp_path) is None
     assert [(r["check"], r["verdict"]) for r in table.rows] == [("seeded checkpoint", "ERROR")]
     assert "torchvision" in table.rows[0]["result"]

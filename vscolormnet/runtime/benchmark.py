@@ -13,8 +13,8 @@ frame is a steady-state frame (never the clip's last) and the timed region holds
 early). Whole key batches of timed frames give the fairest figure. On the CPU one pass gives
 fps and the stage times. On CUDA stage timing must synchronise around every stage, which would
 hide the asynchrony being measured, so a first pass gives fps, peak VRAM and host syncs
-(``torch.cuda.set_sync_debug_mode("warn")`` warnings counted over the timed frames; they include
-the frame's upload and the output's read-back, which ``Colorize`` needs too), and a
+(``SyncCounter``: sync-debug warnings and ``Event.synchronize`` waits over the timed frames, split
+into the pipeline's and the output read-back's, which ``Colorize`` needs too), and a
 second pass over a fresh session gives the ms per stage.
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ class _Clip:
         self.frames, self.h, self.w, self.device, self.times = frames, h, w, device, times
         self.rgb = [self._grey(t) for t in range(frames)]
         self.L: dict = {}                  # frame → L ``H×W`` (set by ``image``, taken by ``compose``)
+        self.syncs = SyncCounter(False)    # set by ``_run_pass``: the upload counts as the source's syncs
 
     def _grey(self, t: int):
         from ..media.color import synthetic_rgb
@@ -50,7 +51,7 @@ class _Clip:
     def image(self, n: int):
         """The clip's ``FrameList`` frame: the padded network input ``1×3×Hp×Wp`` of frame n, no cut."""
         from ..media.color import lab_float32, network_image
-        with self.times.measure("colour_conversion"):
+        with self.times.measure("colour_conversion"), self.syncs.in_phase("source"):
             L = lab_float32(self.rgb[n], self.device)[0]
             self.L[n] = L
             return network_image(L), False
@@ -62,23 +63,60 @@ class _Clip:
             return compose_rgb(self.L.pop(n), unpad(ab[0], self.h, self.w))
 
 
-@contextlib.contextmanager
-def _count_syncs(enabled: bool):
-    """Yield a list that holds, after the block, the number of synchronising CUDA calls made in it."""
-    count = [0]
-    if not enabled:
-        yield count
-        return
-    import torch
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+class SyncCounter:
+    """Host syncs in a block, split by phase: ``pipeline`` (the frame's network work), ``source`` (the
+    frame's upload, the frame server's side) and ``readback`` (the output's copy to the host, which a
+    frame server needs once per frame).
+
+    Counted: ``torch.cuda.set_sync_debug_mode("warn")`` warnings (``.item()``, ``.cpu()``, blocking
+    copies, ``torch.cuda.synchronize``, ``Stream.synchronize``) plus every ``torch.cuda.Event.synchronize``
+    (a host wait the debug mode does not see), wrapped for the block. Without CUDA nothing can
+    synchronise: counts stay 0 and ``enabled`` is False.
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.phase = "pipeline"
+        self.counts = {"pipeline": 0, "source": 0, "readback": 0}
+
+    @contextlib.contextmanager
+    def counting(self):
+        if not self.enabled:
+            yield self
+            return
+        import torch
+        event_sync = torch.cuda.Event.synchronize
+
+        def counted(event):
+            self.counts[self.phase] += 1
+            return event_sync(event)
         before = torch.cuda.get_sync_debug_mode()
-        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            old_show = warnings.showwarning
+
+            def show(message, *args, **kwargs):
+                if "synchroniz" in str(message):
+                    self.counts[self.phase] += 1
+                else:
+                    old_show(message, *args, **kwargs)
+            warnings.showwarning = show
+            torch.cuda.Event.synchronize = counted
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                yield self
+            finally:
+                torch.cuda.set_sync_debug_mode(before)
+                torch.cuda.Event.synchronize = event_sync
+                warnings.showwarning = old_show
+
+    @contextlib.contextmanager
+    def in_phase(self, phase: str):
+        saved, self.phase = self.phase, phase
         try:
-            yield count
+            yield
         finally:
-            torch.cuda.set_sync_debug_mode(before)
-    count[0] = sum("synchroniz" in str(w.message) for w in caught)
+            self.phase = saved
 
 
 def _run_pass(be, config, reference, clip: _Clip, requested: int, key_batch: int, times, *, time_stages: bool,
@@ -99,11 +137,14 @@ def _run_pass(be, config, reference, clip: _Clip, requested: int, key_batch: int
     prop = Propagator(be, config, [reference], config.long_term_usage_for(clip.frames), times)
     session = ClipSession(prop, FrameList(clip.frames, clip.image), key_batch=key_batch)
 
+    syncs = clip.syncs = SyncCounter(count_syncs)
+
     def frame(n):
         res = session.result(n, defer_check=cuda)          # as Colorize: the flags are read with the copy-out
-        out = clip.compose(n, res.ab)
-        if res.check is not None:
-            res.check.raise_if_bad()
+        with syncs.in_phase("readback"):
+            out = clip.compose(n, res.ab)
+            if res.check is not None:
+                res.check.raise_if_bad()
         return out
     device_used = 0
     out = None
@@ -115,7 +156,7 @@ def _run_pass(be, config, reference, clip: _Clip, requested: int, key_batch: int
         if cuda:
             torch.cuda.synchronize(dev)
         times.enabled = time_stages
-        with _count_syncs(count_syncs) as syncs:
+        with syncs.counting():
             t_start = time.perf_counter()
             for n in range(key_batch, requested):
                 out = frame(n)
@@ -128,7 +169,7 @@ def _run_pass(be, config, reference, clip: _Clip, requested: int, key_batch: int
         times.enabled = False
     session.close()
     assert out is not None and out.shape == (clip.h, clip.w, 3)
-    return {"elapsed": elapsed, "first_s": first_s, "syncs": syncs[0], "device_used": device_used}
+    return {"elapsed": elapsed, "first_s": first_s, "syncs": dict(syncs.counts), "device_used": device_used}
 
 
 def check_key_batch(key_batch) -> int:
@@ -248,7 +289,10 @@ def _result(be, backend, run: dict, times, gpu, *, frames, kb, size_wh, padded, 
         "other_ms_per_frame": round(1000 * max(0.0, stage_elapsed - sum(stages.values())) / timed, 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_vram_mib": gpu["peak_torch_allocated_mib"] if cuda else None,
-        "host_syncs_per_frame": round(run["syncs"] / timed, 2) if cuda else None,
+        "host_syncs_per_frame": round(sum(run["syncs"].values()) / timed, 2) if cuda else None,
+        "pipeline_syncs_per_frame": round(run["syncs"]["pipeline"] / timed, 2) if cuda else None,
+        "source_syncs_per_frame": round(run["syncs"]["source"] / timed, 2) if cuda else None,
+        "readback_syncs_per_frame": round(run["syncs"]["readback"] / timed, 2) if cuda else None,
         "cpu": describe(), "gpu": gpu,
         "machine": {"cpu": cpu_name(), "cores": cores(), "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": _version("onnxruntime"),
