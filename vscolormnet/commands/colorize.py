@@ -26,8 +26,15 @@ HELP = "colourise a video file from colour reference image(s) and encode it with
 
 def add_arguments(p) -> None:  # noqa: D103
     p.add_argument("input", metavar="INPUT_VIDEO")
-    p.add_argument("--ref", required=True, nargs="+", metavar="REF_IMAGE",
-                   help="colour reference image(s), or one folder made by `refs extract`")
+    p.add_argument("--ref", default=None, nargs="+", metavar="REF_IMAGE",
+                   help="colour reference image(s), or one folder made by `refs extract` or `refs auto`")
+    p.add_argument("--auto-ref", default=None, metavar="MODEL",
+                   help="no colour image: colour one frame per shot with DDColor (ddcolor-large, ddcolor-tiny or a hub "
+                        "name) into OUT.refs/ beside -o (kept: retouch it and re-run), then colourise from it")
+    p.add_argument("--auto-ref-weights", default=None, metavar="CKPT",
+                   help="DDColor checkpoint for --auto-ref (default: the one `download MODEL` fetched)")
+    p.add_argument("--auto-ref-size", type=int, default=512, metavar="S",
+                   help="the square size DDColor runs at for --auto-ref, a multiple of 32 (512)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT_VIDEO",
                    help="output file; its extension picks the container (.mkv, .mp4, ...)")
     p.add_argument("--ref-frames", type=int, nargs="+", metavar="N",
@@ -103,7 +110,7 @@ def check_arguments(args) -> dict:
         weights = resolve_weights(args.weights)
     except CheckpointError as e:
         raise CheckpointError(f"--weights: {e}") from None
-    ref = check_refs(args.ref, args.ref_frames)
+    ref = check_refs(args.ref, args.ref_frames) if args.ref else None
     if args.cuts is not None:
         from ..runtime.shots import PlanError, read_cuts_file
         try:
@@ -112,7 +119,7 @@ def check_arguments(args) -> dict:
             raise ValueError(f"--cuts: {e}") from None
     output = check_output_file(args.output, "-o", need_suffix="-f" not in codec_args)
     inputs = [("INPUT_VIDEO", src), ("--weights", weights),
-              *((f"--ref {'folder' if isinstance(ref, str) else 'image'}", r) for r in args.ref)]
+              *((f"--ref {'folder' if isinstance(ref, str) else 'image'}", r) for r in args.ref or ())]
     refuse_inputs(output, "-o", inputs)
     sbs = None
     if args.side_by_side:
@@ -123,18 +130,64 @@ def check_arguments(args) -> dict:
 
 
 def run(args) -> int:  # noqa: D103
-    import vapoursynth as vs
-
     from ..film.options import film_kwargs
-    from ..media.encode import check_encoder, encode
-    from ..media.vsformat import open_video
-    from ..vs.filter import Colorize
+    if args.auto_ref is not None or not args.ref:
+        return _run_auto_ref(args)
     film = film_kwargs(args)
     if film is not None:                      # a film across Ray workers (vscolormnet/film)
         from ..film import run_film
         run_film(**film)
         return 0
-    a = check_arguments(args)
+    return _render(args, check_arguments(args))
+
+
+def _run_auto_ref(args) -> int:
+    """``--auto-ref``: ``refs auto`` into ``OUT.refs/`` beside -o, then exactly the ``--ref <that folder>`` run.
+
+    Every flag is checked first (the film flags through ``film_kwargs`` itself); the references are
+    computed once, before anything is rendered or a shot is sent to a worker."""
+    import argparse
+
+    from ..film.options import film_kwargs
+    from ..refs.auto import auto_references
+    from .refs_auto import check_ddcolor_options, check_refs_dir, read_cuts
+    if args.auto_ref is None:
+        raise ValueError("--ref or --auto-ref is needed: colour reference image(s) or a reference folder, or "
+                         "--auto-ref ddcolor-large to colour one frame per shot automatically")
+    if args.ref:
+        raise ValueError("--ref and --auto-ref cannot be used together; to reuse a retouched automatic folder, "
+                         "pass it as --ref alone")
+    if args.ref_frames is not None:
+        raise ValueError("--ref-frames cannot be used with --auto-ref (the picked frame of each shot is its reference)")
+    model, weights, size = check_ddcolor_options(args.auto_ref, args.auto_ref_weights, args.auto_ref_size,
+                                                 {"model": "--auto-ref", "weights": "--auto-ref-weights",
+                                                  "input_size": "--auto-ref-size"})
+    output = Path(args.output).expanduser()
+    folder = check_refs_dir(output.with_name(output.name + ".refs"), "--auto-ref folder")
+    cuts = read_cuts(args.cuts)
+    film = film_kwargs(argparse.Namespace(**{**vars(args), "ref": [str(output.parent)]}))   # flags only
+    a = check_arguments(args) if film is None else None
+    res = auto_references(args.input, folder, model=model, weights=weights, cuts=cuts, input_size=size,
+                          backend_options=backend_options(args))
+    print(f"colorize: --auto-ref: references in {res.folder} ({res.coloured} coloured by {model}, {res.reused} "
+          f"reused, {res.person} kept as a person made them); retouch them and re-run, or pass --ref {res.folder}",
+          file=sys.stderr)
+    args.ref, args.auto_ref = [str(folder)], None
+    if film is not None:
+        from ..film import run_film
+        run_film(**film_kwargs(args))
+        return 0
+    a["ref"] = check_refs(args.ref, None)
+    return _render(args, a)
+
+
+def _render(args, a: dict) -> int:
+    """The one-process run: open, check the reference folder's fit, Colorize, encode."""
+    import vapoursynth as vs
+
+    from ..media.encode import check_encoder, encode
+    from ..media.vsformat import open_video
+    from ..vs.filter import Colorize
     clip = open_video(a["src"], "INPUT_VIDEO")
     if isinstance(a["ref"], str):
         check_ref_folder_fits(a["ref"], clip, args.allow_ref_mismatch, what="INPUT_VIDEO")

@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-HELP = ("extract one gray reference frame per shot (refs extract), show a reference folder (refs status), "
-        "or find where the next reference helps most (refs suggest)")
+HELP = ("extract one gray reference frame per shot (refs extract), colour one per shot automatically (refs auto), "
+        "show a reference folder (refs status), or find where the next reference helps most (refs suggest)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
                    help="representative frame of each shot (default: the sharpest, nearest the middle)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing reference folder's files")
     e.add_argument("--json", action="store_true", help="print the index as JSON on stdout")
+    from .refs_auto import add_auto_arguments
+    add_auto_arguments(sub)
     s = sub.add_parser("status", help="which references of DIR are coloured, which are still gray")
     s.add_argument("folder", metavar="DIR")
     s.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -55,6 +57,9 @@ def run(args) -> int:  # noqa: D103
         return _extract(args)
     if args.refs_command == "suggest":
         return _suggest(args)
+    if args.refs_command == "auto":
+        from .refs_auto import run_auto
+        return run_auto(args)
     return _status(args)
 
 

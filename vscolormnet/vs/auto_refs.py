@@ -167,3 +167,53 @@ class AutoReferences:
     def loader(self, shot: int, fit):
         """A function returning shot ``shot``'s reference through ``fit`` (a ``ReferenceSet`` image entry)."""
         return lambda: self.image(shot, fit)
+
+
+class DeferredRenderer:
+    """The renderer of a ``Colorize(auto_ref=...)`` node, built by the first frame request.
+
+    The shot plan and the reference frames come from a pass over the clip (``AutoReferences.picks``),
+    which must not run when the node is made (``vspipe --info`` or a script that only builds the graph
+    would read the whole film): the first request runs it, then builds the ``ClipRenderer`` exactly as
+    for a reference folder with those frames and cuts, each image a loader that colours the shot's
+    frame when the propagator first encodes that reference.
+
+    build(refs, plan, network_lease) → ClipRenderer; fit(image) → image at the inference size.
+    """
+
+    def __init__(self, auto: AutoReferences, build, fit, network_lease):
+        self.auto, self._build, self._fit = auto, build, fit
+        self._renderer = None
+        self._lock = threading.Lock()
+        self._pending = [network_lease]            # handed to the renderer; released here if never built
+        self._finalizer = weakref.finalize(self, _close_leases, self._pending)
+
+    def renderer(self):
+        """The ``ClipRenderer`` (built on the first call; thread-safe)."""
+        if self._renderer is None:
+            with self._lock:
+                if self._renderer is None:
+                    from ..runtime.shots import make_plan
+                    from .references import ReferenceSet
+                    picks = self.auto.picks()
+                    loaders = [self.auto.loader(i, self._fit) for i in range(len(picks.frames))]
+                    refs = ReferenceSet(loaders, list(picks.frames), frozenset(picks.cuts), from_folder=True)
+                    plan = make_plan(list(picks.cuts), picks.num_frames)
+                    self._renderer = self._build(refs, plan, self._pending.pop())
+        return self._renderer
+
+    def render(self, n: int, f):
+        """Output frame n (``ClipRenderer.render``); a failure of the plan's pass is a ``Colorize:`` error."""
+        import vapoursynth as vs
+        try:
+            renderer = self.renderer()
+        except vs.Error:
+            raise
+        except (ValueError, RuntimeError, OSError, MemoryError) as e:
+            raise vs.Error(f"Colorize: auto_ref: {e}") from None
+        return renderer.render(n, f)
+
+
+def _close_leases(leases: list) -> None:
+    while leases:
+        leases.pop().release()

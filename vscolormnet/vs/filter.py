@@ -21,7 +21,8 @@ from ..runtime.keyahead import MAX_KEY_BATCH
 from ..runtime.propagator import REF_SCOPES
 from ..runtime.shots import PlanError, make_plan
 from ..weights.checkpoint import CheckpointError, resolve_weights
-from .references import ReferenceError, load_references
+from .auto_refs import AutoReferences, DeferredRenderer
+from .references import ReferenceError, fit_to_inference, load_references
 from .renderer import ClipRenderer
 
 core = vs.core
@@ -72,6 +73,41 @@ def _check_clip(clip) -> None:
         raise _err("clip has no frames")
 
 
+def check_auto_ref(ref, ref_frames, auto_ref, weights, input_size) -> dict | None:
+    """``auto_ref``'s model, weights and S checked (None when ``ref`` is given); neither or both is an error."""
+    if auto_ref is None:
+        if ref is None:
+            raise _err("ref: give colour reference(s) (a clip, image path(s) or a reference folder), or "
+                       "auto_ref='ddcolor-large' to colour one frame per shot with DDColor")
+        return None
+    if ref is not None:
+        raise _err("give ref or auto_ref, not both (a reference folder you retouched: ref=<folder>)")
+    if ref_frames is not None:
+        raise _err("ref_frames cannot be used with auto_ref (the picked frame of each shot is its reference)")
+    from ..model.ddcolor import accepted_names, check_input_size, resolve_model
+    from ..weights.ddcolor_checkpoint import resolve_ddcolor_weights
+    if not isinstance(auto_ref, str):
+        raise _err(f"auto_ref must be a DDColor model name ({', '.join(accepted_names())}), got {auto_ref!r}")
+    try:
+        model = resolve_model(auto_ref)
+    except ValueError:
+        raise _err(f"auto_ref must be one of {', '.join(accepted_names())}, got {auto_ref!r}") from None
+    if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral):
+        raise _err(f"auto_ref_size must be a positive multiple of 32, got {input_size!r}")
+    try:
+        size = check_input_size(int(input_size))
+    except ValueError:
+        raise _err(f"auto_ref_size must be a positive multiple of 32 (DDColor's encoder downsamples by 32), "
+                   f"got {input_size!r}") from None
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise _err(f"auto_ref_weights must be a checkpoint path or None, got {type(weights).__name__}")
+    try:
+        path = resolve_ddcolor_weights(weights, auto_ref, param="auto_ref_weights")
+    except CheckpointError as e:
+        raise _err(str(e)) from None
+    return dict(model=model, weights=path, input_size=size)
+
+
 def memory_config(memory, overrides: dict) -> MemoryConfig:
     """``memory`` (a ``MemoryConfig`` or None) with the one-by-one parameters that were given, validated."""
     if memory is not None and not isinstance(memory, MemoryConfig):
@@ -95,7 +131,8 @@ def memory_config(memory, overrides: dict) -> MemoryConfig:
     return config
 
 
-def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=None, allow_ref_mismatch=False,
+def Colorize(clip: vs.VideoNode, ref=None, *, auto_ref=None, auto_ref_weights=None, auto_ref_size=512,
+             ref_frames=None, cuts=None, ref_scope=None, allow_ref_mismatch=False,
              size=DEFAULT_SIZE,
              weights=None, backend="torch", device=None, device_id=None, fp16=None, precision=None, tf32=None,
              key_batch=None, scene_reset=False,
@@ -111,6 +148,16 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     ref:                colour reference(s): a RGB/YUV clip (one frame per reference, any size),
                         an image path, a list of paths/``H×W×3`` uint8 arrays, or a folder made by
                         ``python -m vscolormnet refs extract`` (its coloured ``ref_<frame>.png``).
+                        None: give ``auto_ref`` instead.
+    auto_ref:           no colour image at hand: a DDColor model name ('ddcolor-large',
+                        'ddcolor-tiny' or a hub name). Each shot's reference is the frame
+                        ``refs extract`` picks, coloured by DDColor, exactly as ``refs auto``
+                        writes it. The shots are ``cuts`` if given, else detected as ``refs
+                        extract`` does; that pass over the clip runs at the first frame request
+                        (not here), and a shot's reference is coloured when the shot is first
+                        needed, once. Not with ``ref`` or ``ref_frames``.
+    auto_ref_weights:   the DDColor checkpoint (default: the one ``download`` fetched).
+    auto_ref_size:      the square size S DDColor runs at, a multiple of 32 (default 512).
     ref_frames:         None: references are exemplars, not frames of the clip (all kept in
                         permanent memory). [n, ...]: reference i is the colour version of clip
                         frame n_i; that frame's output takes its chroma exactly. An entry may be
@@ -152,6 +199,7 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     """
     # -- validation, in signature order, before touching any device or loading weights
     _check_clip(clip)
+    auto = check_auto_ref(ref, ref_frames, auto_ref, auto_ref_weights, auto_ref_size)
     try:
         plan = make_plan(cuts, clip.num_frames)
     except PlanError as e:
@@ -165,7 +213,7 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     geometry = inference_geometry(clip.width, clip.height, size)
     allow_ref_mismatch = _need_bool(allow_ref_mismatch, "allow_ref_mismatch")
     try:
-        refs = load_references(ref, ref_frames, clip, geometry, allow_mismatch=allow_ref_mismatch)
+        refs = None if auto else load_references(ref, ref_frames, clip, geometry, allow_mismatch=allow_ref_mismatch)
     except ReferenceError as e:
         raise _err(str(e)) from None
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
@@ -181,8 +229,8 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
         raise _err(str(e)) from None
     key_batch = _need_key_batch(key_batch)
     scene_reset = _need_bool(scene_reset, "scene_reset")
-    plan = make_plan(plan.cuts, clip.num_frames, extra=refs.cuts)
-    ref_scope = ref_scope or ("shot" if plan.cuts else "clip")
+    if refs is not None:
+        plan = make_plan(plan.cuts, clip.num_frames, extra=refs.cuts)
     config = memory_config(memory, {k: v for k, v in locals().items() if k in MEMORY_FIELDS})
     snapshot_interval = _need_positive_int(snapshot_interval, "snapshot_interval")
     max_snapshots = _need_positive_int(max_snapshots, "max_snapshots")
@@ -208,10 +256,18 @@ def Colorize(clip: vs.VideoNode, ref, *, ref_frames=None, cuts=None, ref_scope=N
     rgb_small = rgb_full
     if geometry.resized:
         rgb_small = core.resize.Bicubic(rgb_full, geometry.inf_width, geometry.inf_height)
-    renderer = ClipRenderer(rgb_small=rgb_small, geometry=geometry, refs=refs, memory=config, spec=spec,
+    def build(refs, plan, network) -> ClipRenderer:
+        return ClipRenderer(rgb_small=rgb_small, geometry=geometry, refs=refs, memory=config, spec=spec,
                             weights=weights_path, network=network, scene_reset=scene_reset,
                             snapshot_interval=snapshot_interval, max_snapshots=max_snapshots, plan=plan,
-                            ref_scope=ref_scope, key_batch=key_batch)
+                            ref_scope=ref_scope or ("shot" if plan.cuts else "clip"), key_batch=key_batch)
+    if auto:        # the plan and the references come from the clip, on the first frame request
+        options = dict(backend=backend, device=device, device_id=device_id, fp16=fp16, precision=precision, tf32=tf32)
+        found = AutoReferences(clip, cuts=list(plan.cuts) if cuts is not None else None, backend_options=options,
+                               **auto)
+        renderer = DeferredRenderer(found, build, lambda img: fit_to_inference(img, geometry), network)
+    else:
+        renderer = build(refs, plan, network)
 
     # -- wiring: the closure is the renderer's only owner, so freeing the node frees it
     def colorize_frame(n: int, f: vs.VideoFrame) -> vs.VideoFrame:

@@ -24,13 +24,12 @@ from ..util.errors import ReferenceError  # noqa: F401  (defined with the other 
 core = vs.core
 
 
-
-
 @dataclass
 class ReferenceSet:
     """What ``ref`` resolved to.
 
-    images:  ``H×W×3`` RGB at the inference size (uint8 from files, float32 in [0, 1] from clips).
+    images:  ``H×W×3`` RGB at the inference size (uint8 from files, float32 in [0, 1] from clips), or
+             a function returning it (``auto_ref``: a shot's reference, coloured on first need).
     frames:  clip frame of each reference (an entry may be None: that reference is an exemplar,
              not a clip frame, and stays global under ``ref_scope='shot'``), or None when all are.
     cuts:    scene cuts known up front (a reference folder's index); empty otherwise.
@@ -67,13 +66,13 @@ def load_references(ref, ref_frames, clip: vs.VideoNode, geometry: Geometry,
         if late:
             raise ReferenceError(f"ref folder {ref} has references for frames beyond the clip's "
                                  f"{clip.num_frames} frames (first: frame {late[0]})")
-        images = [_fit(img, geometry) for _, img in folder.references]
+        images = [fit_to_inference(img, geometry) for _, img in folder.references]
         frames = [n for n, _ in folder.references]
         cuts = frozenset(c for c in folder.cuts if 0 < c < clip.num_frames)
     elif isinstance(ref, vs.VideoNode):
         images = _clip_images(ref, geometry)
     else:
-        images = [_fit(img, geometry) for img in _file_images(ref)]
+        images = [fit_to_inference(img, geometry) for img in _file_images(ref)]
     if frames is not None:
         if len(frames) != len(images):
             raise ReferenceError(f"ref_frames must have one frame number per reference ({len(images)}), "
@@ -111,7 +110,7 @@ def _load_folder(ref):
         raise ReferenceError(f"ref folder: {e}") from None
 
 
-def _fit(img: np.ndarray, geometry: Geometry) -> np.ndarray:
+def fit_to_inference(img: np.ndarray, geometry: Geometry) -> np.ndarray:
     """Resize to the inference size like the official exemplar resize (PIL bilinear, aspect ignored)."""
     return color.resize_rgb_like_pil(img, (geometry.inf_width, geometry.inf_height))
 

@@ -120,12 +120,15 @@ class ClipRenderer:
         return [Reference(None, None, frame, load=self._reference_loader(img, frame))
                 for img, frame in zip(self.refs.images, frames)]
 
-    def _reference_loader(self, img: np.ndarray, frame: int | None):
+    def _reference_loader(self, img, frame: int | None):
+        """``img``: the reference (``ReferenceSet.images``), or a function returning it (``auto_ref``: coloured
+        when the propagator first encodes it)."""
         def load() -> tuple[torch.Tensor, torch.Tensor]:
-            if img.dtype == np.uint8:
-                lab = color.lab_float32(img, self.device)         # the uint8 pixels cross to the device
+            pixels = img() if callable(img) else img
+            if pixels.dtype == np.uint8:
+                lab = color.lab_float32(pixels, self.device)      # the uint8 pixels cross to the device
             else:
-                rgb = torch.from_numpy(img.astype(np.float64)).permute(2, 0, 1)
+                rgb = torch.from_numpy(pixels.astype(np.float64)).permute(2, 0, 1)
                 lab = color.lab_from_unit_rgb(rgb.to(self.device))
             # A reference of a clip frame takes its key from that frame's own L (official default mode).
             image = color.network_image(lab[0]) if frame is None else self.source.frames([frame])[0][0]
