@@ -198,6 +198,19 @@ class Placer:
             self.stash = None
 
 
+def reference_origins(folder, frames: list[int]) -> dict[int, str]:
+    """``frame → 'auto' | 'person'`` for ``frames`` of a reference folder: automatic when ``refs auto`` recorded
+    it and the file is still as written (an edited one is a person's), a person's otherwise."""
+    folder = Path(folder).expanduser()
+    try:
+        refs = json.loads((folder / INDEX_JSON).read_text(encoding="utf-8")).get("references") or []
+    except (OSError, ValueError, AttributeError):
+        refs = []
+    auto = {r.get("frame") for r in refs if isinstance(r, dict) and r.get("origin") == "auto"
+            and (folder / str(r.get("file"))).is_file() and file_sha256(folder / str(r["file"])) == r.get("sha256")}
+    return {f: "auto" if f in auto else "person" for f in frames}
+
+
 def index_rows(references: list[dict], picks) -> list[dict]:
     """``refs.csv``: one row per reference (extract's columns plus ``origin``)."""
     shots = picks.shots()

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class SuggestResult:
     cuts: list[int]
     reference_frames: list[int]
     suggestions: list[Suggestion]
+    origins: dict[int, str] = field(default_factory=dict)   # reference frame → 'auto' | 'person' (refs auto)
 
 
 def pick(confidence: np.ndarray, cuts: list[int], exclude: set[int], n: int, per_shot: int,
@@ -87,7 +88,8 @@ def suggest(video, refs_dir, *, n: int = 10, per_shot: int = 2, min_gap: int | N
     frames = pick(conf, cuts, set(ref_frames), n, per_shot, gap)
     shot_of = np.searchsorted(np.asarray(cuts, dtype=np.int64), frames, side="right")
     suggestions = [Suggestion(f, timecode(times[f]), int(s), float(conf[f])) for f, s in zip(frames, shot_of)]
-    return SuggestResult(conf, cuts, ref_frames, suggestions)
+    from .auto import reference_origins
+    return SuggestResult(conf, cuts, ref_frames, suggestions, reference_origins(refs_dir, ref_frames))
 
 
 def write_gray_frames(video, frames: list[int], folder) -> list[Path]:
@@ -125,7 +127,8 @@ def as_json(res: SuggestResult) -> list[dict]:
 
 
 def plot(res: SuggestResult, path: str | os.PathLike) -> Path:
-    """Confidence per frame with shot boundaries (dashed), reference frames (green) and suggestions (red)."""
+    """Confidence per frame with shot boundaries (dashed), references (green: a person's, orange dash-dot:
+    automatic, from ``refs auto``) and suggestions (red)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -136,11 +139,15 @@ def plot(res: SuggestResult, path: str | os.PathLike) -> Path:
     ax.plot(np.arange(len(res.confidence)), res.confidence, lw=1.2, color="#3465a4", label="confidence")
     for c in res.cuts:
         ax.axvline(c, color="0.5", ls="--", lw=0.8)
+    styles = {"person": dict(color="#4e9a06", lw=1.5, ls="-"), "auto": dict(color="#f57900", lw=1.5, ls="-.")}
     for f in res.reference_frames:
-        ax.axvline(f, color="#4e9a06", lw=1.5)
+        ax.axvline(f, **styles[res.origins.get(f, "person")])
+    for origin, label in (("person", "reference (person)"), ("auto", "reference (automatic)")):
+        if any(res.origins.get(f, "person") == origin for f in res.reference_frames):
+            ax.plot([], [], label=label, **styles[origin])
     sx = [s.frame for s in res.suggestions]
     ax.scatter(sx, [res.confidence[f] for f in sx], color="#cc0000", zorder=3, label="suggested")
-    ax.set_xlabel("frame (dashed: cuts, green: references)")
+    ax.set_xlabel("frame (dashed: cuts; green: a person's references; orange: automatic ones)")
     ax.set_ylabel("memory-match confidence")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
