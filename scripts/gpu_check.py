@@ -175,6 +175,9 @@ def all_rows(table: Table, plan, weights: Path, tmp: Path, args) -> None:
     dev = plan.device
     label = f"torch-{dev}" + (" (TF32 off)" if dev == "cuda" else "")
     results: dict = {}
+    memory = lambda: table.section(f"memory torch-{dev}", lambda: rows.memory_row(table, plan, weights))
+    if dev == "cpu":           # peak RSS stands in for VRAM only before other rows leave freed memory behind
+        memory()
     table.section("ort/tensorrt", lambda: rows.graph_backend_rows(table, plan, weights, tmp, args.onnx_dir))
     table.section(f"parity torch-{dev}", lambda: rows.parity_rows(
         table, plan, lambda p: Torch(device=dev, precision=p, tf32=False), label, weights, tmp, plan.cases,
@@ -183,7 +186,8 @@ def all_rows(table: Table, plan, weights: Path, tmp: Path, args) -> None:
     table.section(f"bench torch-{dev}", lambda: results.update(rows.bench_rows(
         table, plan, "torch", weights, ("fp32", "fp16"), plan.bench_sizes, plan.bench_source, (1, None))))
     table.section("host syncs", lambda: rows.sync_row(table, plan, results))
-    table.section(f"memory torch-{dev}", lambda: rows.memory_row(table, plan, weights))
+    if dev == "cuda":
+        memory()
     table.section("ddcolor", lambda: rows.ddcolor_rows(table, plan, tmp, args.ddcolor_weights))
     rows.wall_time_row(table, plan, args.budget_s)
 

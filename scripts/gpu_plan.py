@@ -1,7 +1,7 @@
 """What gpu_check runs where: the GPU check's sizes and targets, and the CPU rehearsal's small ones.
 
 The two plans have the same rows; the CPU one cuts each parity case to its first frames, runs bf16
-on the smallest case only (emulated on AVX2 CPUs, ~20 s per 112×112 frame), benches a 100x56 source,
+on one frame of the smallest case only (emulated on AVX2 CPUs, ~20 s per 112×112 frame), benches a 100x56 source,
 and states CPU speed floors instead of the GPU targets. Paths are data only: nothing is imported
 from tests/.
 """
@@ -58,14 +58,23 @@ def all_cases() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in CASES_DIR.iterdir() if (p / "config.json").exists()))
 
 
+def smallest_case(cases) -> tuple[str, str]:
+    """The case with the fewest pixels per frame and its size ``'WxH'`` (not_first, 96x55 → 112x112)."""
+    import json
+    sizes = {c: json.loads((CASES_DIR / c / "config.json").read_text())["size_wh"] for c in cases}
+    name = min(cases, key=lambda c: sizes[c][0] * sizes[c][1])
+    return name, "x".join(str(v) for v in sizes[name])
+
+
 def plan_for(device: str, case_frames: int | None = None, bf16_frames: int | None = None) -> Plan:
     """The GPU check's plan, or (``device='cpu'``) the rehearsal's; ``case_frames``/``bf16_frames`` override."""
     cases = all_cases()
     if device == "cuda":
         return Plan("cuda", cases, case_frames, {"fp16": (cases, case_frames), "bf16": (cases, case_frames)})
-    smallest = ("odd_size",) if "odd_size" in cases else cases[:1]
+    small, small_wh = smallest_case(cases)
+    smallest = (small,)
     return Plan("cpu", cases, case_frames or 2,
                 {"fp16": "fp16 runs on CUDA only (refused on the CPU)", "bf16": (smallest, bf16_frames or 1)},
                 order_frames=4, bench_source="100x56", bench_frames=2, memory_source="96x64", memory_size="native",
                 memory_frames=2, memory_precision="fp32", graph_cases=smallest, graph_frames=2,
-                graph_bench_sizes=("native",), graph_bench_source="185x99", ddcolor_cases=("tiny_256",))
+                graph_bench_sizes=("native",), graph_bench_source=small_wh, ddcolor_cases=("tiny_256",))
