@@ -68,7 +68,7 @@ def test_input_size_rule_is_the_networks_real_constraint(tiny_net):
 
 
 def test_spectral_conv_is_torchs_spectral_norm_in_eval_mode():
-    """weight_orig / (u·W v) with the stored vectors, no power iteration: what torch's own spectral_norm does in eval."""
+    """weight_orig / (u·W v) with the stored vectors, no power iteration: torch's own spectral_norm in eval."""
     torch.manual_seed(1)
     ours = SpectralConv2d(6, 5, 3, bias=True)
     ref = nn.utils.spectral_norm(nn.Conv2d(6, 5, 3, padding=1))

@@ -9,7 +9,12 @@ import torch
 from project_paths import ROOT
 
 from vscolormnet.util.errors import CheckpointError
-from vscolormnet.weights.ddcolor_checkpoint import detect_size, load_ddcolor, read_ddcolor_state, resolve_ddcolor_weights
+from vscolormnet.weights.ddcolor_checkpoint import (
+    detect_size,
+    load_ddcolor,
+    read_ddcolor_state,
+    resolve_ddcolor_weights,
+)
 from vscolormnet.weights.seeded import content_sha256
 from vscolormnet.weights.seeded_ddcolor import CONTENT_SHA256, make_state_dict
 

@@ -17,7 +17,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ...model.ddcolor.names import model_size
@@ -100,7 +99,3 @@ def ensure_ddcolor_onnx(weights, model: str, size: int, precision: str = "fp32",
     return ensure_graphs(source, Path(weights), (size, size), precisions=(precision,), cache_dir=cache_dir,
                          force=force)[(source.stages[0], precision)]
 
-
-def run_graph(session, image: torch.Tensor) -> np.ndarray:
-    """``ab`` (1×2×S×S float32) of a CPU ONNX Runtime session on ``image`` 1×3×S×S."""
-    return session.run([OUTPUT], {INPUT: image.detach().float().contiguous().numpy()})[0]
