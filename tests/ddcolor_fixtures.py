@@ -10,6 +10,7 @@ module with ``from ddcolor_fixtures import ddcolor_checkpoints, ddcolor_colorize
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,9 @@ def ddcolor_colorizers(tmp_path_factory):
     """``get(model, input_size, backend='torch', **options) -> Colorizer``, opened once per session (ORT graphs
     in a session folder); all are closed at the end."""
     from vscolormnet.runtime.image_colorizer import open_colorizer
-    onnx_dir = tmp_path_factory.getbasetemp() / "ddcolor-onnx"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = tmp_path_factory.getbasetemp()
+    onnx_dir = (base.parent if worker else base) / "ddcolor-onnx"    # xdist: one folder for the run (as graph_fixtures)
 
     def get(model: str, input_size: int, backend: str = "torch", **options):
         key = (model, input_size, backend, tuple(sorted(options.items())))
@@ -121,4 +124,5 @@ def ddcolor_colorizers(tmp_path_factory):
     yield get
     while _OPEN:
         _OPEN.popitem()[1].close()
-    shutil.rmtree(onnx_dir, ignore_errors=True)
+    if not worker:                   # another worker may still read it
+        shutil.rmtree(onnx_dir, ignore_errors=True)
