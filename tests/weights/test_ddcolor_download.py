@@ -203,6 +203,7 @@ def test_bad_arguments_are_one_line_before_any_request(hub, tmp_path, capsys, mo
            rc=2)
     _fails(capsys, dl + ["ddcolor-large", "--sha256", "xyz"], "--sha256", "64 hexadecimal digits", rc=2)
     _fails(capsys, dl + ["ddcolor-large", "--timeout", "0"], "--timeout", rc=2)
+    _fails(capsys, dl + ["colormnet", "--url", "ftp://example.org/x.pth"], "--url must be an http", rc=2)  # ColorMNet's
     assert hub.requests == []
     _fails(capsys, dl + ["ddcolor-artistic"], "HTTP 404", "piddnad/ddcolor_artistic", rc=1)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")                  # set by the user before the process started
