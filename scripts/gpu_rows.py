@@ -323,7 +323,7 @@ def ddcolor_rows(table: Table, plan: Plan, tmp: Path, given: str | None) -> None
                 build(weights, cfg["model"], seed=cfg["seed"])
             with np.load(folder / "outputs.npz") as z:
                 want = {k: z[k] for k in z.files}
-            with open_colorizer(cfg["model"], weights, input_size=cfg["input_size"], backend="torch",
+            with open_colorizer(f"ddcolor-{cfg['model']}", weights, input_size=cfg["input_size"], backend="torch",
                                 device=plan.device, precision="fp32", tf32=False) as colorizer:
                 _, ab_net, ab_full = colorize_image(read_rgb_like_opencv(folder / cfg["image"]), colorizer)
             mx, mean = _deviation(ab_full, want["ab_full"])
