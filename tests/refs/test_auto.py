@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from auto_ref_media import S, THREE_CUTS, THREE_SHOTS, make_clip, tiny
+from auto_ref_media import THREE_CUTS, THREE_SHOTS, S, make_clip, tiny
 from ddcolor_fixtures import ddcolor_checkpoints, ddcolor_colorizers  # noqa: F401
 from PIL import Image
 

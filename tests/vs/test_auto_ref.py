@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import vapoursynth as vs
-from auto_ref_media import S, THREE_SHOTS, make_clip
+from auto_ref_media import THREE_SHOTS, S, make_clip
 from ddcolor_fixtures import ddcolor_checkpoint_path, ddcolor_colorizers  # noqa: F401
 
 import vscolormnet as colormnet

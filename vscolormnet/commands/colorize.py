@@ -21,7 +21,7 @@ from .common import (
     refuse_inputs,
 )
 
-HELP = "colourise a video file from colour reference image(s) and encode it with ffmpeg"
+HELP = "colourise a video file from colour reference image(s), or automatic ones (--auto-ref), and encode it with ffmpeg"
 
 
 def add_arguments(p) -> None:  # noqa: D103

@@ -93,7 +93,7 @@ def refine_references(video, folder, picks, records: dict[int, dict], placer, *,
     except CheckpointError as e:
         raise CheckpointError(f"--colormnet-weights: {e}") from None
     fps = picks.scan.fps
-    gap = min_gap if min_gap is not None else max(1, int(round(float(fps or 24))))
+    gap = min_gap if min_gap is not None else max(1, round(float(fps or 24)))
     options = dict(backend_options)
     backend = options.pop("backend", "torch")
 
