@@ -25,7 +25,7 @@ def test_ddcolor_bench_flag_errors_are_one_line_before_loading(ddcolor_checkpoin
     tiny = ["--weights", str(ddcolor_checkpoints("tiny"))]
     cases = [
         (["--model", "ddcolor-huge", *tiny], "--model must be colormnet (default) or one of ddcolor-large, "
-                                             "ddcolor-tiny, ddcolor_modelscope"),
+                                             "ddcolor-tiny, ddcolor-artistic, ddcolor-paper, ddcolor_modelscope"),
         (["--model", "ddcolor-tiny", "--input-size", "100", *tiny], "--input-size must be a positive multiple of 32"),
         (["--model", "ddcolor-tiny", "--input-size", "0", *tiny], "--input-size must be a positive multiple of 32"),
         (["--model", "ddcolor-tiny", "--input-size", "big", *tiny], "argument --input-size"),

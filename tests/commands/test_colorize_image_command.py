@@ -89,7 +89,8 @@ def _work(tmp_path, ddcolor_checkpoints):
 
 
 BAD = [  # (extra arguments, what the one line must say); INPUT in.png, -o out.png, --weights tiny unless replaced
-    (["--model", "ddcolor-huge"], "--model must be one of ddcolor-large, ddcolor-tiny, ddcolor_modelscope"),
+    (["--model", "ddcolor-huge"], "--model must be one of ddcolor-large, ddcolor-tiny, ddcolor-artistic, "
+                                  "ddcolor-paper, ddcolor_modelscope"),
     (["--input-size", "500"], "--input-size must be a positive multiple of 32"),
     (["--input-size", "0"], "--input-size must be a positive multiple of 32"),
     (["INPUT=dot.png"], "is 1x1 pixels; DDColor needs at least 2x2"),

@@ -40,7 +40,9 @@ def test_model_names():
     assert resolve_model("ddcolor-large") == resolve_model("DDColor_Modelscope") == "ddcolor-large"
     assert resolve_model("ddcolor_paper_tiny") == "ddcolor-tiny"
     assert resolve_model("ddcolor_artistic") == resolve_model("ddcolor_paper") == "ddcolor-large"
-    with pytest.raises(ValueError, match="accepted: ddcolor-large, ddcolor-tiny, ddcolor_modelscope"):
+    assert resolve_model("ddcolor-artistic") == resolve_model("ddcolor-paper") == "ddcolor-large"   # download names
+    with pytest.raises(ValueError, match="accepted: ddcolor-large, ddcolor-tiny, ddcolor-artistic, "
+                                         "ddcolor-paper, ddcolor_modelscope"):
         resolve_model("ddcolor-huge")
     assert set(accepted_names()) >= {"ddcolor-large", "ddcolor-tiny", "ddcolor_artistic"}
     assert DDColor("ddcolor_paper_tiny").size == "tiny"

@@ -12,6 +12,8 @@ ARCHITECTURES = {  # size → ConvNeXt depths and stage widths
     "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),   # ConvNeXt-L
 }
 MODEL_NAMES = {"ddcolor-large": "large", "ddcolor-tiny": "tiny"}   # project name → size
+# The other trained variants by the names ``download`` gives them → their architecture's project name.
+VARIANT_NAMES = {"ddcolor-artistic": "ddcolor-large", "ddcolor-paper": "ddcolor-large"}
 DEFAULT_MODEL = "ddcolor-large"
 # Hugging Face hub model name → (repository, project name); the repositories hold pytorch_model.bin
 # and/or model.safetensors written by PyTorchModelHubMixin (keys without prefix).
@@ -25,7 +27,7 @@ HUB_MODELS = {
 
 def accepted_names() -> tuple[str, ...]:
     """Every name ``resolve_model`` accepts, project names first."""
-    return (*MODEL_NAMES, *HUB_MODELS)
+    return (*MODEL_NAMES, *VARIANT_NAMES, *HUB_MODELS)
 
 
 def resolve_model(name: str) -> str:
@@ -34,6 +36,8 @@ def resolve_model(name: str) -> str:
     key = str(name).strip().lower()
     if key in MODEL_NAMES:
         return key
+    if key in VARIANT_NAMES:
+        return VARIANT_NAMES[key]
     if key in HUB_MODELS:
         return HUB_MODELS[key][1]
     raise ValueError(f"unknown DDColor model {name!r}; accepted: {', '.join(accepted_names())}")
