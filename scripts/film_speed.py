@@ -7,8 +7,9 @@
           phase tables (``FilmResult.phases``), the wall-time ratio and whether the frames are equal
           (``--single`` also renders it with the one-process ``colorize`` at 1 thread and compares).
 --resume: 6 shots of 8 frames at 160×120, 2 workers: a full run; a run interrupted with SIGINT once
-          the finished segments hold ≥ 60% of the frames; the rerun that resumes it. Ratio = resumed /
-          full (wall time of the driver process).
+          the finished segments hold ≥ 60% of the frames (``--kill-at time``: after 60% of the full
+          run's wall time, whatever is finished then); the rerun that resumes it. Ratio = resumed / full
+          (wall time of the driver process).
 Without --speed/--resume both are run. Progress and the runs' own tables go to stderr. The clip is
 real photographs (scikit-image), panned a little each frame, gray, FFV1; every shot has a coloured
 reference of its middle frame in a reference folder like ``refs extract`` makes. Weights: the seeded
@@ -36,7 +37,8 @@ import json, sys
 from vscolormnet.film import run_film
 kw = json.loads(sys.argv[1])
 r = run_film(**kw)
-print(json.dumps({"seconds": r.seconds, "rendered": r.rendered, "skipped": r.skipped, "phases": r.phases}))
+print(json.dumps({"seconds": r.seconds, "rendered": r.rendered, "skipped": r.skipped,
+                  "phases": getattr(r, "phases", {})}))
 """
 
 
@@ -100,9 +102,10 @@ def speed(d: Path, weights: str, single: bool) -> dict:
     out = {"clip": "4 shots x 12 frames, 320x240, native size, 1 thread per worker",
            "workers_1": runs[1], "workers_2": runs[2],
            "ratio": round(runs[1]["process_seconds"] / runs[2]["process_seconds"], 3),
-           "render_ratio": round(runs[1]["phases"]["driver"]["render_wall"]
-                                 / runs[2]["phases"]["driver"]["render_wall"], 3),
            "identical_1_2": digests[1] == digests[2]}
+    walls = [r.get("phases", {}).get("driver", {}).get("render_wall") for r in (runs[1], runs[2])]
+    if all(walls):
+        out["render_ratio"] = round(walls[0] / walls[1], 3)
     if single:
         log("speed: one process (colorize, 1 thread) ...")
         one = d / "single.mkv"
@@ -113,7 +116,7 @@ def speed(d: Path, weights: str, single: bool) -> dict:
     return out
 
 
-def resume(d: Path, weights: str) -> dict:
+def resume(d: Path, weights: str, kill_at: str) -> dict:
     clip, refs = make_clip(d / "resume", 6, 8, 160, 120)
     log("resume: full run (2 workers) ...")
     full = film(clip, refs, d / "full.mkv", 2, weights)
@@ -127,17 +130,19 @@ def resume(d: Path, weights: str) -> dict:
                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     while proc.poll() is None:
         done = sum(json.loads(p.read_text())["frames"] for p in work.glob("seg_*.json")) if work.is_dir() else 0
-        if done >= 0.6 * 48:
+        if (done >= 0.6 * 48) if kill_at == "frames" else (time.monotonic() - t >= 0.6 * full["process_seconds"]):
             break
         time.sleep(0.05)
-    killed_at = time.monotonic() - t
+    killed_at, seen = time.monotonic() - t, done
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=120)
+    rc = proc.wait(timeout=300)
     done = sum(json.loads(p.read_text())["frames"] for p in work.glob("seg_*.json"))
-    log(f"resume: interrupted after {killed_at:.1f} s with {done}/48 frames done; resuming ...")
+    log(f"resume: SIGINT after {killed_at:.1f} s with {seen}/48 frames in finished segments (exit {rc}, "
+        f"{done}/48 then); resuming ...")
     resumed = film(clip, refs, out, 2, weights, work_dir=str(work))
-    return {"clip": "6 shots x 8 frames, 160x120, native size, 2 workers x 1 thread", "full": full,
-            "interrupted_after_s": round(killed_at, 3), "frames_done_when_interrupted": done, "resumed": resumed,
+    return {"clip": "6 shots x 8 frames, 160x120, native size, 2 workers x 1 thread", "kill_at": kill_at, "full": full,
+            "interrupted_after_s": round(killed_at, 3), "frames_done_at_sigint": seen, "interrupted_exit": rc,
+            "frames_done_when_interrupted": done, "resumed": resumed,
             "ratio": round(resumed["process_seconds"] / full["process_seconds"], 3),
             "identical": frames_digest(out) == frames_digest(d / "full.mkv")}
 
@@ -147,9 +152,14 @@ def main(argv=None) -> int:
     p.add_argument("--speed", action="store_true", help="2 workers against 1 (4 shots, 320x240)")
     p.add_argument("--resume", action="store_true", help="a resumed run against a full one (6 shots, 160x120)")
     p.add_argument("--single", action="store_true", help="also compare with a one-process colorize (slow)")
+    p.add_argument("--kill-at", choices=("frames", "time"), default="frames",
+                   help="interrupt at 60%% of the frames in finished segments (default) or of the full run's time")
     p.add_argument("--weights", default=None, help="checkpoint (default: the tests' seeded random one)")
     p.add_argument("--keep", default=None, metavar="DIR", help="work in DIR and keep it (default: a temp folder)")
     args = p.parse_args(argv)
+    # The interrupted driver must see SIGINT as a user's Ctrl-C, also when this script runs in the background
+    # of a non-interactive shell, which starts it ignoring SIGINT (and its children would inherit that).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     both = not (args.speed or args.resume)
     weights = args.weights
     if weights is None:
@@ -166,7 +176,7 @@ def main(argv=None) -> int:
         if args.speed or both:
             report["speed"] = speed(d, weights, args.single)
         if args.resume or both:
-            report["resume"] = resume(d, weights)
+            report["resume"] = resume(d, weights, args.kill_at)
         report["load_average_after"] = os.getloadavg()
     print(json.dumps(report, indent=1))
     return 0

@@ -49,6 +49,11 @@ def test_one_and_two_workers_equal_one_process(media, parity_checkpoint, ray_add
     assert same(frames(film2["out"]), expected)
     r = film2["result"]
     assert (r.frames, r.shots, r.rendered, r.skipped, r.retried) == (N, 4, 4, 0, 0)
+    driver, workers = r.phases["driver"], r.phases["workers"]     # the phase table's figures
+    assert {"ray_startup", "shot_plan", "resume_check", "render_wall", "join", "total"} <= set(driver)
+    assert r.phases["frames"] == N and r.phases["worker_count"] == 2
+    assert all(workers[k]["sum"] > 0 for k in ("worker_start", "reference_encoding", "render", "segment_write"))
+    assert driver["render_wall"] < driver["total"] and workers["render"]["max"] <= workers["render"]["sum"]
     # one worker, INPUT given as a .vpy script (run in the driver and in the worker)
     script = tmp_path / "clip.vpy"
     script.write_text("import vapoursynth as vs\n"
@@ -82,11 +87,12 @@ def test_resume_after_the_driver_is_interrupted(media, parity_checkpoint, ray_ad
         time.sleep(0.1)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert not [p for p in work.iterdir() if p.name.startswith(".")]     # no half-written segment left
-    done = {p.name: p.stat().st_mtime_ns for p in work.glob("seg_*.json")}
-    assert 1 <= len(done) < 4
+    done = {p.name: p.stat().st_mtime_ns for p in [*work.glob("seg_*.json"), *work.glob("input_*.bsindex")]}
+    assert 1 <= len([n for n in done if n.startswith("seg_")]) < 4
+    assert len([n for n in done if n.startswith("input_")]) == 1, "INPUT's index is kept in the work folder"
     result = _film(media, parity_checkpoint, out, 2, work_dir=work, keep_work=True)
-    assert (result.skipped, result.rendered) == (len(done), 4 - len(done))
-    assert all((work / name).stat().st_mtime_ns == t for name, t in done.items())   # not rewritten
+    assert (result.skipped, result.rendered) == (len(done) - 1, 4 - len(done) + 1)
+    assert all((work / name).stat().st_mtime_ns == t for name, t in done.items())   # not rewritten, not re-indexed
     assert same(frames(out), expected)
 
 

@@ -112,12 +112,12 @@ def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None =
             "refs_dir": refs_dir, "codec": codec, "size": size, "weights": weights, "backend": backend,
             "device": device, "fp16": fp16, "precision": precision, "tf32": tf32, "gpus": gpus_per_worker,
             "memory": memory, "cuts": cuts, "ref_scope": ref_scope, "allow_ref_mismatch": allow_ref_mismatch})
-        started, joined = False, None
+        started, pool = False, None
         try:
             with phases.measure("ray_startup"):
                 started = start_ray(ray, ray_address, workers * threads_per_worker)
                 check_resources(ray, workers, threads_per_worker, gpus_per_worker)
-                pool = Workers(ray, _worker_config(threads_per_worker), workers, threads_per_worker,
+                pool = Workers(ray, _worker_config(threads_per_worker, weights), workers, threads_per_worker,
                                gpus_per_worker)
             with phases.measure("plan_wait"):
                 prep, shots, todo = planned.result()
@@ -135,21 +135,24 @@ def run_film(input, refs_dir, output, *, workers: int, ray_address: str | None =
                 if valid_manifest(segments[s.index], key=prep["key"], shot=s.index, start=s.start, stop=s.stop,
                                   check_hash=False) is None:
                     raise FilmError(f"{s.describe()}: its segment in {work} is missing or changed; rerun to redo it")
-            audio_from = str(prep["input"]) if audio and not prep["script"] else None
-            joined = _Background(_join, phases, segments, prep["output"], prep["num_frames"], audio_from,
-                                 work / CONCAT_NAME)
         except BaseException as e:
+            if pool is not None:
+                pool.stop()
             if not isinstance(e, KeyboardInterrupt):
                 planned.settle()              # it may still be writing INPUT's index into the work folder
-            raise
-        finally:
             if started:
-                with phases.measure("ray_shutdown"), contextlib.suppress(Exception):
-                    ray.shutdown()            # while the segments are joined
+                _shutdown(ray, phases)
+            raise
+        stopping = _Background(_shutdown, ray, phases) if started else None    # while the segments are joined
+        audio_from = str(prep["input"]) if audio and not prep["script"] else None
         try:
-            joined.result()
+            with phases.measure("join"):
+                join(segments, prep["output"], prep["num_frames"], audio_from, work / CONCAT_NAME)
         except RuntimeError as e:
             raise FilmError(str(e)) from None
+        finally:
+            if stopping is not None:
+                stopping.settle()
         (work / CONCAT_NAME).unlink(missing_ok=True)
         if not keep_work:
             for p in segments:
@@ -178,14 +181,15 @@ def _plan(args: dict, phases: Phases, kwargs: dict) -> tuple[dict, list[Shot], l
     return prep, shots, todo
 
 
-def _join(phases: Phases, *args) -> None:
-    with phases.measure("join"):
-        join(*args)
+def _shutdown(ray, phases: Phases) -> None:
+    with phases.measure("ray_shutdown"), contextlib.suppress(Exception):
+        ray.shutdown()
 
 
-def _worker_config(threads: int) -> dict:
+def _worker_config(threads: int, weights) -> dict:
     from .worker import CRASH_ENV
-    return {"threads": threads, "crash": os.environ.get(CRASH_ENV)}
+    return {"threads": threads, "weights": None if weights is None else str(Path(weights).expanduser().resolve()),
+            "crash": os.environ.get(CRASH_ENV)}
 
 
 @contextlib.contextmanager

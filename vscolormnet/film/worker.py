@@ -28,7 +28,8 @@ CRASH_ENV = "VSCOLORMNET_FILM_CRASH"   # test hook, "SHOT:FLAGFILE": a worker ex
 
 
 class ShotWorker:
-    """Renders shots into segment files. ``cfg``: ``threads`` (torch and VapourSynth) and the ``crash`` hook."""
+    """Renders shots into segment files. ``cfg``: ``threads`` (torch and VapourSynth), ``weights`` (as the user
+    gave them: loaded ahead when they resolve here) and the ``crash`` hook."""
 
     def __init__(self, cfg: dict):
         t0 = time.perf_counter()
@@ -39,6 +40,7 @@ class ShotWorker:
         from ..vs import filter  # noqa: F401 - imported now, while the driver reads the shot plan
         from . import segments  # noqa: F401
         vs.core.num_threads = cfg["threads"] + 1       # decoding overlaps the network a little
+        self.network = self._preload(cfg.get("weights"))
         self.threads = cfg["threads"]
         self.clip_cfg: dict | None = None               # what the node was built from (the jobs' ``clip``)
         self.out = None
@@ -47,6 +49,17 @@ class ShotWorker:
         crash = cfg.get("crash")
         self.crash = (int(crash.split(":", 1)[0]), crash.split(":", 1)[1]) if crash else None
         self.start_seconds = time.perf_counter() - t0      # reported with the first shot
+
+    @staticmethod
+    def _preload(weights):
+        """A lease on the network, loaded now; ``Colorize`` then shares it (networks are keyed by content).
+        None when it fails here: the first shot's ``Colorize`` reports why, as one line."""
+        from ..runtime import shared
+        from ..weights.checkpoint import resolve_weights
+        try:
+            return shared.acquire_network(resolve_weights(weights).resolve())
+        except Exception:  # noqa: BLE001 - reported by the first shot, where the error belongs
+            return None
 
     def _build(self, cfg: dict) -> None:
         """The ``Colorize`` node over the whole INPUT (opened with the driver's index)."""
