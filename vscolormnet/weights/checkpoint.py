@@ -148,8 +148,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_model(path: str | os.PathLike) -> ColorMNet:
     """Build the network on CPU and load ``path`` strictly; returns it in eval mode."""
     state = read_state_dict(path)
-    model = ColorMNet()
-    model.load_state_dict(state, strict=True)
+    with torch.device("meta"):          # no random initialisation (~2 s): every tensor comes from the file
+        model = ColorMNet()
+    want = model.state_dict()
+    state = {k: v.to(dtype=want[k].dtype).contiguous() for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 

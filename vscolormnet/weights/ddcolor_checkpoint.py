@@ -128,6 +128,9 @@ def read_ddcolor_state(path: str | os.PathLike, model: str | None = None) -> tup
 def load_ddcolor(path: str | os.PathLike, model: str | None = None) -> DDColor:
     """The network (CPU, fp32, eval) of checkpoint ``path``, loaded strictly; ``model`` as ``read_ddcolor_state``."""
     state, size = read_ddcolor_state(path, model)
-    net = DDColor(size)
-    net.load_state_dict(state, strict=True)
+    with torch.device("meta"):          # no random initialisation: every tensor comes from the file
+        net = DDColor(size)
+    want = net.state_dict()
+    state = {k: v.to(dtype=want[k].dtype).contiguous() for k, v in state.items()}
+    net.load_state_dict(state, strict=True, assign=True)
     return net.eval()
