@@ -283,10 +283,10 @@ def _check_rehearsal_table(r: subprocess.CompletedProcess, data: dict, tmp_path:
 
 
 @pytest.mark.slow
-def test_gpu_check_cpu_rehearsal_prints_the_full_table(tmp_path, parity_checkpoint):
-    """The GPU run's rows, small, on the CPU: every parity case, bf16, order, bench, memory, ORT; CUDA rows marked."""
-    from project_paths import CACHE
-    r, data = _rehearsal(tmp_path, sys.executable, tmp_path / "no-wheels", parity_checkpoint, CACHE / "gpu-check-onnx")
+def test_gpu_check_cpu_rehearsal_prints_the_full_table(tmp_path, parity_checkpoint, onnx_graphs):
+    """The GPU run's rows, small, on the CPU: every parity case, bf16, order, bench, memory, ORT; CUDA rows marked.
+    The ORT rows use the session's exported graphs (the same checkpoint and 112×112: the export is tested elsewhere)."""
+    r, data = _rehearsal(tmp_path, sys.executable, tmp_path / "no-wheels", parity_checkpoint, onnx_graphs.cache_dir)
     rows = _check_rehearsal_table(r, data, tmp_path)
     assert rows["order independence cpu fp32", "Colorize 4 frames YUV444PS"]["data"] == {
         "repeat": 0.0, "shuffled": 0.0, "threads": 0.0, "s": rows["order independence cpu fp32",

@@ -2,14 +2,11 @@
 batched key encoding, TF32 switching, and how ``precision`` resolves."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
-from project_paths import PARITY_CASES
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vscolormnet.backends import BackendError, Torch
@@ -19,10 +16,6 @@ from vscolormnet.model.precision import fp32_island
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (fp16 and TF32 run on CUDA only)")
 HW = (112, 112)
-# bf16 vs fp32, |Δab'|: measured on the parity cases (seeded random checkpoint) mean 3.7e-3 / max 0.034
-# (odd_size), ≈ 7x what fp16 gives in the same code: bf16 keeps 8 mantissa bits to fp16's 11.
-BF16_AB_MEAN, BF16_AB_MAX = 6e-3, 0.06
-BF16_CASE, BF16_FRAMES = "not_first", 1
 
 
 @pytest.fixture(scope="module")
@@ -212,21 +205,9 @@ def test_bf16_stages_keep_the_contract_and_stay_close(net):
                        plain.short_term_attention(key, key.roll(1, -1), x["value"]))
 
 
-@pytest.mark.slow
-def test_bf16_end_to_end_within_the_bound(parity_checkpoint, tmp_path):
-    """The first frames of a parity case in bf16 and in fp32: |Δab'| within the bf16 bounds."""
-    import shutil
-
-    from vscolormnet.runtime.frames import colorize_frames
-    case = PARITY_CASES / BF16_CASE
-    cfg = json.loads((case / "config.json").read_text())
-    for name in cfg["frames"][:BF16_FRAMES]:
-        shutil.copy(case / "input" / cfg["video"] / name, tmp_path / name)
-    ab = {p: colorize_frames(tmp_path, case / cfg["ref"], parity_checkpoint, None, backend=Torch(precision=p),
-                             first_frame_is_ref=not cfg["first_frame_not_exemplar"], device=None, device_id=None,
-                             fp16=None, progress=False).ab_pred for p in ("fp32", "bf16")}
-    diff = np.abs(ab["bf16"] - ab["fp32"])
-    assert 0 < diff.mean() <= BF16_AB_MEAN and diff.max() <= BF16_AB_MAX, (diff.mean(), diff.max())
+# bf16 end to end (a parity case's first frame, bf16 against fp32 within weights/parity.py's bounds) is
+# the "bf16 vs fp32" row of the gpu_check CPU rehearsal (tests/test_scripts.py), through the same
+# colorize_frames path: the emulated bf16 of CPUs without avx512_bf16 makes each run cost a minute.
 
 
 # -- batched key encoding ----------------------------------------------------------------------------
