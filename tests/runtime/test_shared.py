@@ -346,6 +346,54 @@ def test_stats_during_a_backend_release_does_not_deadlock(weights, monkeypatch):
     assert not releaser.is_alive() and not reader.is_alive(), "deadlock"
 
 
+def test_a_long_load_blocks_only_its_own_key(fake_loader, weights):
+    """An export or engine build at a new size (minutes) runs outside the table lock: other keys and stats()
+    go on; an equal request waits and shares the result; a failed load wakes its waiters, who load again."""
+    started, may_finish, attempts = threading.Event(), threading.Event(), []
+
+    @dataclass(frozen=True, kw_only=True)
+    class SlowSpec(FakeSpec):
+        def create(self, network, weights, padded_hw):
+            attempts.append(self.tag)
+            started.set()
+            assert may_finish.wait(10)
+            if self.fail and len(attempts) == 1:
+                raise RuntimeError("export failed")
+            return FakeBackend(network, self.tag)
+
+    for fail in (False, True):
+        started.clear(), may_finish.clear(), attempts.clear()
+        got, errors = [], []
+
+        def acquire(spec):
+            try:
+                got.append(shared.acquire_backend(spec, weights, None))
+            except RuntimeError as e:
+                errors.append(str(e))
+        slow = [threading.Thread(target=acquire, args=(SlowSpec(tag="slow", fail=fail),)) for _ in range(2)]
+        slow[0].start()
+        assert started.wait(10)
+        slow[1].start()                                          # the same key: waits for the first
+        others = []                                              # another key and stats(): not blocked
+        side = threading.Thread(target=lambda: others.extend(
+            [shared.acquire_backend(FakeSpec(tag="other"), weights, None), shared.stats()]), daemon=True)
+        side.start()
+        side.join(5)
+        assert not side.is_alive(), "another key waited for the slow load"
+        assert others[1]["backends"] >= 1 and attempts == ["slow"]
+        others[0].release()
+        may_finish.set()
+        for t in slow:
+            t.join(10)
+        assert not any(t.is_alive() for t in slow)
+        if fail:        # the first load failed: its caller sees the error, the waiter loaded it itself
+            assert errors == ["export failed"] and attempts == ["slow", "slow"] and len(got) == 1
+        else:
+            assert not errors and attempts == ["slow"] and got[0].value is got[1].value
+        for lease in got:
+            lease.release()
+
+
 # ---- real nodes (VapourSynth, the seeded checkpoint) ----------------------------------------
 @pytest.mark.slow
 def test_colorize_nodes_share_the_network_and_free_it_with_the_node(parity_checkpoint, tmp_path):

@@ -206,3 +206,38 @@ def test_idle_shots_drop_their_key_blocks_without_changing_output(ref_png, parit
         got = planes(out.get_frame(n))
         assert all(np.array_equal(a, b) for a, b in zip(got, ordered[n])), f"frame {n} differs"
     assert {0, 2, 4} <= set(dropped), dropped
+
+
+@pytest.mark.onnx
+def test_prebuild_makes_the_backend_ready_at_call_time(onnx_graphs, ref_png, tmp_path):
+    """prebuild=True: the backend (here ORT's graphs at 112×112 from the session's cache) is ready when Colorize
+    returns, the first frame shares it, the node gives it back; a backend that cannot get ready fails the call."""
+    import gc
+
+    from vscolormnet.runtime import shared
+    clip = clip_in_format(vs.YUV420P8)                   # 96×64: native size pads to 112×112
+    weights = str(onnx_graphs.weights)
+    spec = colormnet.ORT(onnx_dir=str(onnx_graphs.cache_dir), num_threads=1)
+    gc.collect()
+    before = shared.stats()
+    out = colormnet.Colorize(clip, ref_png, size="native", weights=weights, backend=spec, prebuild=True)
+    ready = shared.stats()
+    assert ready["backends"] == before["backends"] + 1 and ready["backend_leases"] == before["backend_leases"] + 1
+    out.get_frame(0)
+    assert shared.stats()["backends"] == ready["backends"], "the renderer shares the prebuilt backend"
+    del out
+    gc.collect()
+    assert shared.stats() == before
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, kw_only=True)
+    class FailingORT(colormnet.ORT):            # a backend whose start fails (a full disk, a lost device ...)
+        def create(self, network, weights, padded_hw):
+            raise OSError("No space left on device\n(details)")
+    with pytest.raises(vs.Error) as e:
+        colormnet.Colorize(clip, ref_png, size="native", weights=weights, prebuild=True, backend=FailingORT())
+    assert str(e.value) == "Colorize: prebuild: the ort backend at 112x112 could not be made ready: " \
+                           "No space left on device"
+    assert shared.stats() == before, "nothing held after the failure"
+    with pytest.raises(vs.Error, match="prebuild"):
+        colormnet.Colorize(clip, ref_png, size="native", weights=weights, prebuild="yes")

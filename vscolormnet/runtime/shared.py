@@ -28,21 +28,45 @@ log = logging.getLogger("vscolormnet")
 
 
 class _Table:
-    """Objects by key with reference counts; ``close(obj)`` runs when the count reaches zero."""
+    """Objects by key with reference counts; ``close(obj)`` runs when the count reaches zero.
+
+    Loading (``make``: a checkpoint read, an ONNX export or a TensorRT build, minutes at a new size)
+    runs outside the table's lock, under the key's own ``Event``: an equal request waits for it and
+    shares the result, while requests for other keys (another node's size or precision, a stats
+    call) go on. A failed load wakes its waiters, which try again themselves.
+    """
 
     def __init__(self, name: str, close: Callable[[Any], None]):
         self.name = name
         self.close = close
         self.entries: dict[tuple, list] = {}     # key → [object, refcount]
-        self.lock = threading.RLock()             # held while loading: equal requests wait, not load twice
+        self.loading: dict[tuple, threading.Event] = {}   # key → set when its load ends (either way)
+        self.lock = threading.RLock()             # guards the two dicts only; never held while loading
 
     def acquire(self, key: tuple, make: Callable[[], Any]) -> "Lease":
+        while True:
+            with self.lock:
+                entry = self.entries.get(key)
+                if entry is not None:
+                    entry[1] += 1
+                    return Lease(self, key, entry[0])
+                done = self.loading.get(key)
+                if done is None:
+                    done = self.loading[key] = threading.Event()
+                    break                          # this thread loads it
+            done.wait()                            # another thread is loading it: share its result
+        try:
+            value = make()
+        except BaseException:
+            with self.lock:
+                del self.loading[key]
+            done.set()
+            raise
         with self.lock:
-            entry = self.entries.get(key)
-            if entry is None:
-                entry = self.entries[key] = [make(), 0]
-            entry[1] += 1
-            return Lease(self, key, entry[0])
+            self.entries[key] = [value, 1]
+            del self.loading[key]
+        done.set()
+        return Lease(self, key, value)
 
     def release(self, key: tuple) -> None:
         with self.lock:
@@ -214,7 +238,7 @@ def acquire_ddcolor_backend(spec: BackendSpec, weights: str | Path, model: str, 
 
 def stats() -> dict[str, int]:
     """How many networks and backends are loaded, and how many leases hold them (for logs and checks)."""
-    with _backends.lock, _networks.lock:            # the order acquire_backend takes them in
+    with _backends.lock, _networks.lock:            # short critical sections only: never waits on a load
         return {"networks": len(_networks.entries), "backends": len(_backends.entries),
                 "network_leases": sum(e[1] for e in _networks.entries.values()),
                 "backend_leases": sum(e[1] for e in _backends.entries.values())}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import weakref
 
 import numpy as np
 import vapoursynth as vs
@@ -131,6 +132,17 @@ def memory_config(memory, overrides: dict) -> MemoryConfig:
     return config
 
 
+def _prebuild(spec, weights_path, geometry, network: shared.Lease) -> shared.Lease:
+    """The node's backend, made ready now (``prebuild=True``): a lease its renderer's equal request shares."""
+    try:
+        return shared.acquire_backend(spec, weights_path, geometry.padded_hw)
+    except Exception as e:  # noqa: BLE001 - any failure to get ready is this call's error, in one line
+        network.release()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise _err(f"prebuild: the {spec.name} backend at {geometry.padded_hw[1]}x{geometry.padded_hw[0]} "
+                   f"could not be made ready: {first}") from None
+
+
 def Colorize(clip: vs.VideoNode, ref=None, *, auto_ref=None, auto_ref_weights=None, auto_ref_size=512,
              ref_frames=None, cuts=None, ref_scope=None, allow_ref_mismatch=False,
              size=DEFAULT_SIZE,
@@ -139,7 +151,7 @@ def Colorize(clip: vs.VideoNode, ref=None, *, auto_ref=None, auto_ref_weights=No
              memory: MemoryConfig | None = None,
              mem_every=None, max_mid_term_frames=None, min_mid_term_frames=None, num_prototypes=None,
              max_long_term_elements=None, top_k=None, enable_long_term=None,
-             snapshot_interval=10, max_snapshots=16) -> vs.VideoNode:
+             snapshot_interval=10, max_snapshots=16, prebuild=False) -> vs.VideoNode:
     """Colourise ``clip`` from colour reference(s) with ColorMNet.
 
     clip:               GRAY, YUV or RGB, constant format and size, 8–16-bit integer or float. GRAY
@@ -196,6 +208,10 @@ def Colorize(clip: vs.VideoNode, ref=None, *, auto_ref=None, auto_ref_weights=No
     snapshot_interval, max_snapshots:  seek cost / memory trade-off: a backward seek recomputes
                         at most ``snapshot_interval`` frames (the interval doubles whenever more
                         than ``max_snapshots`` snapshots would be kept).
+    prebuild:           make the backend ready here, not at the first frame request: the ONNX
+                        export or TensorRT engine build for this inference size (minutes the first
+                        time; progress on stderr; cached after) and the device copy of the network.
+                        Failures are then a ``Colorize:`` error of this call. Default False.
     """
     # -- validation, in signature order, before touching any device or loading weights
     _check_clip(clip)
@@ -234,6 +250,7 @@ def Colorize(clip: vs.VideoNode, ref=None, *, auto_ref=None, auto_ref_weights=No
     config = memory_config(memory, {k: v for k, v in locals().items() if k in MEMORY_FIELDS})
     snapshot_interval = _need_positive_int(snapshot_interval, "snapshot_interval")
     max_snapshots = _need_positive_int(max_snapshots, "max_snapshots")
+    prebuild = _need_bool(prebuild, "prebuild")
     try:
         props = vsformat.first_props(clip)
         why = vsformat.colour_prop_problem(clip.format.color_family, props)
@@ -250,6 +267,8 @@ def Colorize(clip: vs.VideoNode, ref=None, *, auto_ref=None, auto_ref_weights=No
         network = shared.acquire_network(weights_path)
     except CheckpointError as e:
         raise _err(f"weights: {e}") from None
+
+    prebuilt = _prebuild(spec, weights_path, geometry, network) if prebuild else None
 
     # -- formats: full-size RGB for the output's lightness, inference-size RGB for the network
     rgb_full = vsformat.to_rgbs(vsformat.checked_colour_props(clip, "Colorize"), matrix, rng)
@@ -273,5 +292,7 @@ def Colorize(clip: vs.VideoNode, ref=None, *, auto_ref=None, auto_ref_weights=No
     def colorize_frame(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
         return renderer.render(n, f)
 
+    if prebuilt is not None:       # the renderer's own acquisition shares it; given back with the node
+        weakref.finalize(colorize_frame, prebuilt.release)
     out_rgb = core.std.ModifyFrame(rgb_full, rgb_full, colorize_frame)
     return vsformat.to_clip_format(clip, out_rgb, matrix, rng)
