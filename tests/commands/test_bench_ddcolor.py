@@ -48,7 +48,7 @@ def test_ddcolor_bench_flag_errors_are_one_line_before_loading(ddcolor_checkpoin
     assert rc == 2 and "holds ddcolor-tiny weights" in err and "--model ddcolor-tiny" in err
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])  # bf16: emulated on AVX2
 def test_ddcolor_bench_tiny_real_run_json(precision, ddcolor_checkpoints, capfd):
     """Forwards of the seeded tiny network at the smallest S: only JSON on stdout, the ColorMNet bench's keys."""
     size = SIZE_MULTIPLE

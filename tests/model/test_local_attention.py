@@ -79,6 +79,7 @@ def test_eager_equals_export_formulation(cap, per_object, monkeypatch):
         torch.testing.assert_close(weights, module._export_weights(q, k), atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow          # a TorchScript trace of the module (~10 s)
 def test_tracing_uses_the_export_formulation():
     """Under ``torch.jit.trace`` (as in ONNX export) the graph is the 225-slice one, op for op."""
     module = _random_module(value_dim=32)

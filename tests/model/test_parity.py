@@ -18,7 +18,9 @@ def check_against_case(case: str, ab_pred, counters, rgb=None) -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c != "blackswan_short"])
+# The fast tier keeps the short cases; not_first (12 frames: memory consolidation, ~14 s) is slow tier.
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c == "not_first" else c
+                                  for c in CASES if c != "blackswan_short"])
 def test_parity_in_process(case, parity_checkpoint):
     c = load_case(PARITY_CASES / case)
     res = colorize_frames(c.frames_dir, c.ref, parity_checkpoint, None, first_frame_is_ref=c.first_frame_is_ref,

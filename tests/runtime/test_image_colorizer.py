@@ -52,7 +52,8 @@ def run_case(name: str, colorizers, backend: str):
     return case, rgb, ab_net, ab_full
 
 
-@pytest.mark.parametrize("name", DDCOLOR_CASES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("large") else n
+                                  for n in DDCOLOR_CASES])
 def test_parity_through_torch(name, ddcolor_colorizers):
     case, rgb, ab_net, ab_full = run_case(name, ddcolor_colorizers, "torch")
     assert ab_net.dtype == ab_full.dtype == np.float32 and rgb.dtype == np.uint8
