@@ -3,7 +3,7 @@
 #   scripts/test.sh              the whole suite (what CI runs, via .ci/run)
 #   scripts/test.sh --fast       skip the tiers marked slow, vspipe, onnx and gpu (pytest.ini)
 # Other arguments go to pytest (e.g. tests/media/test_color.py, -k name, -x). The suite runs on every
-# core (pytest-xdist, -n auto; the ONNX tests stay on one worker, which exports the graphs once);
+# core (pytest-xdist, -n auto; the ONNX graphs are exported once into a folder the workers share);
 # -n N or -p no:xdist passes through instead. Setup logs and the wall time of the pytest run go to
 # stderr; pytest's report goes to stdout.
 set -euo pipefail
