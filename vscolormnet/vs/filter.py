@@ -136,8 +136,10 @@ def _prebuild(spec, weights_path, geometry, network: shared.Lease) -> shared.Lea
     """The node's backend, made ready now (``prebuild=True``): a lease its renderer's equal request shares."""
     try:
         return shared.acquire_backend(spec, weights_path, geometry.padded_hw)
-    except Exception as e:  # noqa: BLE001 - any failure to get ready is this call's error, in one line
-        network.release()
+    except BaseException as e:  # noqa: BLE001 - any failure to get ready is this call's error, in one line
+        network.release()           # the node will not be built: nothing else gives it back
+        if not isinstance(e, Exception):
+            raise                   # Ctrl-C stays Ctrl-C
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise _err(f"prebuild: the {spec.name} backend at {geometry.padded_hw[1]}x{geometry.padded_hw[0]} "
                    f"could not be made ready: {first}") from None
