@@ -24,7 +24,7 @@ import torch
 from ..model.ddcolor import DDColor
 from ..model.ddcolor.names import ARCHITECTURES, model_name, resolve_model
 from ..util.errors import CheckpointError
-from .checkpoint import _first, _load_error, non_finite
+from .checkpoint import _first, _load_error, build_with_state, non_finite
 from .ddcolor_hub import resolve_ddcolor_weights  # noqa: F401  (re-exported: where the files live is ddcolor_hub's)
 
 SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -128,9 +128,4 @@ def read_ddcolor_state(path: str | os.PathLike, model: str | None = None) -> tup
 def load_ddcolor(path: str | os.PathLike, model: str | None = None) -> DDColor:
     """The network (CPU, fp32, eval) of checkpoint ``path``, loaded strictly; ``model`` as ``read_ddcolor_state``."""
     state, size = read_ddcolor_state(path, model)
-    with torch.device("meta"):          # no random initialisation: every tensor comes from the file
-        net = DDColor(size)
-    want = net.state_dict()
-    state = {k: v.to(dtype=want[k].dtype).contiguous() for k, v in state.items()}
-    net.load_state_dict(state, strict=True, assign=True)
-    return net.eval()
+    return build_with_state(lambda: DDColor(size), state)
