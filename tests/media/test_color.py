@@ -145,6 +145,8 @@ def test_cuda_colour_path_has_no_host_sync():
     try:
         L = color.lab_from_unit_rgb(rgb)[0]
         out = color.compose_keep_lightness(L, ab)
+        small = color.chroma_in_gamut(L[::2, ::2], ab[:, ::2, ::2])          # the resized clip's path
+        color.compose_clipped(L, torch.nn.functional.interpolate(small[None], size=L.shape, mode="bilinear")[0])
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.dtype == torch.float32

@@ -113,9 +113,9 @@ def _in_gamut(rgb) -> torch.Tensor:
             & (b >= -GAMUT_EPS) & (b <= 1 + GAMUT_EPS))
 
 
-def _reduced_chroma(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
-    """Linear RGB ``3×…`` of ``(L, s·a, s·b)`` with the largest in-gamut ``s`` in [0, 1] found by
-    ``steps`` bisection steps (``L, a, b`` of any one shape; elementwise, shape-independent)."""
+def _chroma_scale(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """The largest ``s`` in [0, 1] with ``(L, s·a, s·b)`` in gamut, to ``steps`` bisection steps
+    (``L, a, b`` of any one shape; elementwise, shape-independent)."""
     c = _constants(L.device, L.dtype)
     fy, y = _fy_y(L, c)
     lo, hi = torch.zeros_like(L), torch.ones_like(L)
@@ -124,7 +124,14 @@ def _reduced_chroma(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, steps: in
         ok = _in_gamut(_linear_from_parts(fy, y, a * mid, b * mid, c))
         lo = torch.where(ok, mid, lo)
         hi = torch.where(ok, hi, mid)
-    return torch.stack(_linear_from_parts(fy, y, a * lo, b * lo, c), 0)
+    return lo
+
+
+def _reduced_chroma(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Linear RGB ``3×…`` of ``(L, s·a, s·b)`` with ``s`` from ``_chroma_scale``."""
+    c = _constants(L.device, L.dtype)
+    s = _chroma_scale(L, a, b, steps)
+    return torch.stack(_linear_from_parts(*_fy_y(L, c), a * s, b * s, c), 0)
 
 
 def _out_of_gamut(lin: torch.Tensor) -> torch.Tensor:
@@ -161,6 +168,34 @@ def lab_to_rgb_keep_lightness(lab: torch.Tensor, steps: int = 10) -> torch.Tenso
     else:
         lin = _keep_lightness_branch_free(lab, steps)
     return _gamma(lin.clamp(0, 1)).clamp(0, 1)
+
+
+def chroma_in_gamut(L: torch.Tensor, ab_norm: torch.Tensor, steps: int = 10,
+                    dtype: torch.dtype | None = None) -> torch.Tensor:
+    """ab' ``2×H×W`` (float32) with each out-of-gamut pixel's chroma reduced at constant hue until
+    ``(L, ab)`` is in the sRGB gamut (``L``: ``H×W``, 0…100). The gamut mapping of
+    ``lab_to_rgb_keep_lightness`` as a chroma scale, so that it can run at the inference size and
+    the scaled chroma be resized (``compose_clipped``): ~600 elementwise passes over the network's
+    pixels instead of the clip's. Masked on CPU, branch-free elsewhere (same bits)."""
+    dt = dtype or work_dtype(L.device)
+    lab = torch.cat([L[None].to(dt), denormalise_ab(ab_norm.to(dt))], 0)
+    bad = _out_of_gamut(_lab_to_linear_rgb(lab))
+    if lab.device.type == "cpu":
+        scale = torch.ones_like(lab[0])
+        if bool(bad.any()):
+            scale[bad] = _chroma_scale(*lab[:, bad], steps)
+    else:
+        scale = torch.where(bad, _chroma_scale(*lab.unbind(0), steps), 1.0)
+    return (ab_norm.to(dt) * scale).float()
+
+
+def compose_clipped(L: torch.Tensor, ab_norm: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Own L (``H×W``) + ab' (``2×H×W``) → ``3×H×W`` float32 sRGB, clipped to [0, 1]: the output
+    step after ``chroma_in_gamut`` at a smaller size (what is left out of gamut is what resizing
+    the chroma moved there: a sliver along sharp edges in L)."""
+    dt = dtype or work_dtype(L.device)
+    lab = torch.cat([L[None].to(dt), denormalise_ab(ab_norm.to(dt))], 0)
+    return lab_to_rgb(lab).float()
 
 
 def normalise_l(L: torch.Tensor) -> torch.Tensor:

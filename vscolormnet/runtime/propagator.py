@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from ..backends.base import Backend, StageTimes
 from ..model.stages import HIDDEN_DIM, NUM_OBJECTS
 from .config import MemoryConfig
+from .finite import FiniteCheck, NonFiniteError, PendingCheck  # noqa: F401  (re-exported)
 from .memory import MemoryManager
 from .shots import ShotPlan
 
@@ -49,62 +52,6 @@ def reference_encoding_seconds() -> float:
         return _REFERENCE_SECONDS[0]
 
 
-class NonFiniteError(FloatingPointError):
-    """A stage produced NaN or inf: the weights or the input are broken. Never a silent grey frame."""
-
-
-class _FiniteCheck:
-    """Collects one "all finite" flag per stage output on the device, read back once per frame."""
-
-    def __init__(self):
-        self.names: list[str] = []
-        self.flags: list[torch.Tensor] = []
-
-    def add(self, stage: str, *tensors: torch.Tensor) -> None:
-        self.names.append(stage)
-        self.flags.append(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-    def pending(self, where: str) -> "PendingCheck":
-        """The flags on their way to the host (no wait on CUDA); ``raise_if_bad`` reads them."""
-        return PendingCheck(self.names, torch.stack(self.flags) if self.flags else None, where)
-
-    def raise_if_bad(self, where: str) -> None:
-        self.pending(where).raise_if_bad()
-
-
-class PendingCheck:
-    """One step's finite flags. On CUDA they are copied without blocking into pinned memory with an
-    event, so the host waits for them only when they are read: with the frame's copy-out, which
-    waits for the GPU anyway, or one step later (``ClipSession``). Reading is idempotent."""
-
-    def __init__(self, names: list[str], flags: torch.Tensor | None, where: str):
-        self.names, self.where = names, where
-        self._event = None
-        if flags is not None and flags.is_cuda:
-            host = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
-            host.copy_(flags, non_blocking=True)
-            self._event = torch.cuda.Event()
-            self._event.record(torch.cuda.current_stream(flags.device))
-            flags = host
-        self._flags = flags
-        self._bad: str | None = None       # None: not read yet; "": all finite; else the first bad stage
-
-    def ready(self) -> bool:
-        """True when reading the flags will not wait."""
-        return self._bad is not None or self._event is None or self._event.query()
-
-    def raise_if_bad(self) -> None:
-        """Raise ``NonFiniteError`` naming the first stage with NaN/inf (waits for the flags on CUDA)."""
-        if self._bad is None:
-            if self._event is not None:
-                self._event.synchronize()
-            ok = [] if self._flags is None else self._flags.tolist()
-            self._bad = next((name for name, good in zip(self.names, ok) if not good), "")
-        if self._bad:
-            raise NonFiniteError(f"stage {self._bad} produced NaN or inf values at {self.where} (broken weights, "
-                                 "a non-finite input, or an overflow in reduced precision)")
-
-
 @dataclass
 class Reference:
     """A colour reference at the inference size.
@@ -112,14 +59,26 @@ class Reference:
     image: ``1×3×Hp×Wp`` normalised L' ×3 that the reference key is computed from (the
     reference's own L for exemplars, the clip frame's L for ``ref_frames``).
     ab: ``1×2×Hp×Wp`` normalised ab'. frame: clip frame it is the colour version of, or None.
-    ``load``: instead of ``image``/``ab``, a function returning both, called when the reference is
-    first encoded (a film worker then reads only the reference frames of the shots it renders).
+    ``load``: instead of ``image``/``ab``, a function returning both, called whenever the reference is
+    encoded (a film worker then reads only the reference frames of the shots it renders; what it
+    returns is not kept, see ``Propagator.bank``).
     """
 
     image: torch.Tensor | None
     ab: torch.Tensor | None
     frame: int | None = None
     load: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+class EncodedReference(NamedTuple):
+    """A reference as memory holds it: key ``1×64×h×w``, shrinkage ``1×1×h×w``, selection ``1×64×h×w``,
+    value ``1×2×512×h×w``, and its ab' ``1×2×Hp×Wp`` (what its own clip frame outputs)."""
+
+    key: torch.Tensor
+    shrinkage: torch.Tensor
+    selection: torch.Tensor
+    value: torch.Tensor
+    ab: torch.Tensor
 
 
 @dataclass
@@ -192,10 +151,11 @@ class Propagator:
     def __init__(self, backend: Backend, config: MemoryConfig, references: list[Reference],
                  count_long_term_usage: bool, times: StageTimes | None = None,
                  plan: ShotPlan | None = None, ref_scope: str = "clip", scene_reset: bool = False,
-                 lazy_references: bool = False):
+                 lazy_references: bool = False, reference_cache: int = 16):
         """plan: the known cuts (None: none); scene_reset: a frame's own scene-change mark also starts a shot.
         lazy_references: encode a reference when a state first reads it, not all of them here (a broken
-        reference is then found by the first frame that reads it)."""
+        reference is then found by the first frame that reads it). reference_cache: encoded references
+        (and shot-start states) kept; see ``bank``."""
         if not references:
             raise ValueError("at least one reference is needed")
         if ref_scope not in REF_SCOPES:
@@ -212,48 +172,63 @@ class Propagator:
         self.known_cuts = frozenset(plan.cuts) if plan is not None else frozenset()
         self.ref_scope = ref_scope
         self.scene_reset = bool(scene_reset)
-        self._bank: list[tuple | None] = [None] * len(references)   # (key, shrinkage, selection, value) per reference
+        self.reference_cache = max(1, int(reference_cache))
+        self._bank: OrderedDict[int, EncodedReference] = OrderedDict()      # reference index → encoded (LRU)
         self._bank_lock = threading.Lock()
         if not lazy_references:
             for i in range(len(references)):
                 self.bank(i)
-        self._initial: dict[tuple[int, ...], PropagationState] = {}
+        self._initial: OrderedDict[tuple[int, ...], PropagationState] = OrderedDict()   # scope → state (LRU)
         self._initial_lock = threading.Lock()
 
     # ---- set-up --------------------------------------------------------------------------
-    def bank(self, i: int) -> tuple:
-        """Reference ``i`` encoded: ``(key, shrinkage, selection, value)`` (encoded on first use, once)."""
-        entry = self._bank[i]
-        if entry is None:
-            with self._bank_lock:
-                entry = self._bank[i]
-                if entry is None:
-                    entry = self._bank[i] = self._encode_reference(i)
-        return entry
+    def bank(self, i: int) -> EncodedReference:
+        """Reference ``i`` encoded (on first use; again, bit-identically, if it has left the cache).
+
+        At most ``reference_cache`` are kept (least recently used dropped): a film with a reference
+        per shot would otherwise hold every reference for the node's life (~5 MiB each at the 512
+        preset). A reference made by a loader (``Reference.load``) is loaded again when re-encoded;
+        its inputs are not kept.
+        """
+        with self._bank_lock:
+            entry = self._bank.get(i)
+            if entry is None:
+                entry = self._bank[i] = self._encode_reference(i)
+                while len(self._bank) > self.reference_cache:
+                    self._bank.popitem(last=False)
+            else:
+                self._bank.move_to_end(i)
+            return entry
 
     def reference_ab(self, i: int) -> torch.Tensor:
         """Reference ``i``'s ``1×2×Hp×Wp`` ab' (what a frame that has this reference outputs)."""
-        self.bank(i)
-        return self.references[i].ab
+        return self.bank(i).ab
 
-    def _encode_reference(self, i: int) -> tuple:
+    def _encode_reference(self, i: int) -> EncodedReference:
         ref = self.references[i]
         t = time.perf_counter()
-        if ref.load is not None:
-            ref.image, ref.ab = ref.load()
-            ref.load = None
-        check = _FiniteCheck()
+        image, ab = ref.load() if ref.load is not None else (ref.image, ref.ab)
+        check = FiniteCheck()
         with self.backend.math_mode():
             with self.times.measure("encode_key"):
-                key, shrinkage, selection, f16, _, _ = self.backend.encode_key(ref.image)
+                key, shrinkage, selection, f16, _, _ = self.backend.encode_key(image)
             check.add("encode_key", key, shrinkage, selection, f16)
             with self.times.measure("encode_value"):
-                value = self.backend.encode_value(ref.image, f16, ref.ab)
+                value = self.backend.encode_value(image, f16, ab)
             check.add("encode_value", value)
             check.raise_if_bad(f"reference {i}")
         with _REFERENCE_LOCK:
             _REFERENCE_SECONDS[0] += time.perf_counter() - t
-        return key, shrinkage, selection, value
+        return EncodedReference(key, shrinkage, selection, value, ab)
+
+    def account(self, acc) -> None:
+        """Charge the references (inputs and encoded bank) and the initial states to ``acc``
+        (``account.DeviceAccount``)."""
+        with self._bank_lock:
+            acc.add("references (encoded)", list(self._bank.values()))
+        acc.add("references (inputs)", [(r.image, r.ab) for r in self.references])
+        with self._initial_lock:
+            acc.add("initial states", list(self._initial.values()))
 
     def scope_at(self, t: int) -> tuple[int, ...]:
         """The references frame ``t`` reads (see the module docstring)."""
@@ -267,16 +242,23 @@ class Propagator:
         return tuple(sorted(own + [i for i, r in enumerate(self.references) if r.frame is None]))
 
     def _initial_state(self, scope: tuple[int, ...]) -> PropagationState:
+        """The state at a shot start reading ``scope`` (cached like ``bank``: the last ``reference_cache``)."""
         with self._initial_lock:
             state = self._initial.get(scope)
-            if state is None:
-                memory = MemoryManager(self.config, self.count_long_term_usage)
-                for i in scope:
-                    key, shrinkage, selection, value = self.bank(i)
-                    memory.add_permanent(key, shrinkage, value, selection)
-                key, _, _, value = self.bank(scope[-1])
-                state = self._initial[scope] = PropagationState(memory=memory, last_key=key, last_value=value,
-                                                                scope=scope)
+            if state is not None:
+                self._initial.move_to_end(scope)
+                return state
+        memory = MemoryManager(self.config, self.count_long_term_usage)
+        for i in scope:
+            ref = self.bank(i)
+            memory.add_permanent(ref.key, ref.shrinkage, ref.value, ref.selection)
+        last = self.bank(scope[-1])
+        state = PropagationState(memory=memory, last_key=last.key, last_value=last.value, scope=scope)
+        with self._initial_lock:
+            state = self._initial.setdefault(scope, state)      # another thread's equal state wins
+            self._initial.move_to_end(scope)
+            while len(self._initial) > self.reference_cache:
+                self._initial.popitem(last=False)
             return state
 
     def new_state(self, start: int = 0) -> PropagationState:
@@ -334,12 +316,12 @@ class Propagator:
                 state.memory = self._initial_state(scope).memory.clone()
                 state.scope = scope
             state.segment_start = True
-            key, _, _, value = self.bank(scope[-1])
-            state.last_key, state.last_value = key, value
+            last = self.bank(scope[-1])
+            state.last_key, state.last_value = last.key, last.value
         ref_index = role.reference
         is_reference_frame = ref_index is not None
 
-        check = _FiniteCheck()
+        check = FiniteCheck()
         if keys is None:
             with tm.measure("encode_key"):
                 keys = be.encode_key(image)
@@ -379,7 +361,7 @@ class Propagator:
                     check.add("encode_value", value)
             if is_reference_frame:
                 # Its (key, value) already sit in the permanent slot, computed identically.
-                value = self.bank(ref_index)[3]
+                value = self.bank(ref_index).value
             else:
                 with tm.measure("memory_readout"):
                     state.memory.add(key, shrinkage, value, selection)

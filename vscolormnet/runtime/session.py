@@ -72,6 +72,15 @@ class ClipSession:
         self.frames_computed = 0               # diagnostics: total steps run
         self.restarts = 0
 
+    def account(self, acc, owner: str) -> None:
+        """Charge this session's tensors to ``acc`` (``account.DeviceAccount``): the live state first,
+        so snapshots pay only for what they do not share with it."""
+        with self.lock:
+            acc.add(f"{owner}: state", self.state)
+            acc.add(f"{owner}: snapshots", list(self.snapshots.values()))
+            acc.add(f"{owner}: cached results", list(self.cache.values()))
+            acc.add(f"{owner}: key blocks", list(self.key_ahead._blocks.values()))
+
     @property
     def recompute_bound(self) -> int:
         """Most frames a backward seek recomputes now (before the target frame itself)."""

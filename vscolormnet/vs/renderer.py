@@ -3,7 +3,7 @@
 Data for one output frame flows one way: the VS request → the session of n's shot →
 ``ClipSession.result(n)`` (the order-independent recurrent state, which reads the frames it needs
 from its ``ClipFrameSource``) → ab' at the padded inference size → cropped, resized to the clip size → composed with the
-frame's own L (``color.compose_keep_lightness``) → an RGBS frame with the ``ColorMNet_*`` props.
+frame's own L (``_compose``: gamut-mapped at the smaller size) → an RGBS frame with the ``ColorMNet_*`` props.
 
 The renderer holds leases on the shared network and backend (``shared.py``) and gives them
 back when it is garbage-collected, i.e. when its node is freed (``weakref.finalize``): the
@@ -38,6 +38,7 @@ import vapoursynth as vs
 from ..backends.spec import BackendSpec
 from ..media import color, vsformat
 from ..runtime import shared
+from ..runtime.account import DeviceAccount
 from ..runtime.config import MemoryConfig
 from ..runtime.geometry import Geometry
 from ..runtime.keyahead import default_key_batch
@@ -176,6 +177,18 @@ class ClipRenderer:
                 drop_idle_run_ahead(self.sessions, self._last_use, self._uses)
             return session
 
+    def memory_account(self) -> dict:
+        """Device bytes held now, by owner (``runtime.account``): references, initial states, and per
+        live shot session its state, snapshots, cached results and key blocks."""
+        acc = DeviceAccount()
+        with self._lock:
+            prop, sessions = self.propagator, list(self.sessions.items())
+        if prop is not None:
+            prop.account(acc)
+        for shot, session in sessions:
+            session.account(acc, f"shot {shot}")
+        return acc.as_dict()
+
     def close(self) -> None:
         """Drop the sessions and give the shared network/backend back (also done when the node is freed)."""
         with self._lock:
@@ -191,9 +204,8 @@ class ClipRenderer:
         """Output frame n: ``full`` is the clip's frame n as RGBS at the clip size."""
         try:
             res = self.session_for(n).result(n, defer_check=True)
-            ab = self._ab_at_clip_size(res.ab)
             L = color.lab_from_unit_rgb(vsformat.frame_to_tensor(full, self.device))[0]
-            rgb, confidence = self._copy_out(color.compose_keep_lightness(L, ab), res.confidence)
+            rgb, confidence = self._copy_out(self._compose(L, res.ab), res.confidence)
             if res.check is not None:
                 res.check.raise_if_bad()            # its flags are on the host since the copy-out
             out = vsformat.tensor_to_frame(rgb, full)
@@ -235,10 +247,24 @@ class ClipRenderer:
         done.synchronize()                              # the host reads `host` only after the copy
         return host[:size].view(rgb.shape), float(host[size])
 
-    def _ab_at_clip_size(self, ab_padded: torch.Tensor) -> torch.Tensor:
-        """``1×2×Hp×Wp`` ab' → ``2×H×W`` at the clip size (cropped, then bilinear)."""
+    def _compose(self, L: torch.Tensor, ab_padded: torch.Tensor) -> torch.Tensor:
+        """The clip's L (``H×W``) + the network's ``1×2×Hp×Wp`` ab' → ``3×H×W`` RGB, every pixel's L kept.
+
+        The gamut mapping (a bisection, ~600 elementwise passes) runs on the network's pixels: when
+        the clip is larger (inference sizes never upscale), on L averaged down to the inference size,
+        and the mapped chroma is resized (bilinear) and composed with a final clip. At the native
+        size it runs on the clip's pixels as before.
+        """
         g = self.geometry
         ab = color.unpad(ab_padded[0], g.inf_height, g.inf_width)
+        if g.resized:                                   # never upscaled: the network size is smaller
+            L_small = F.interpolate(L[None, None], size=(g.inf_height, g.inf_width), mode="area")[0, 0]
+            return color.compose_clipped(L, self._to_clip_size(color.chroma_in_gamut(L_small, ab)))
+        return color.compose_keep_lightness(L, self._to_clip_size(ab))
+
+    def _to_clip_size(self, ab: torch.Tensor) -> torch.Tensor:
+        """``2×h×w`` at the inference size → ``2×H×W`` at the clip size (bilinear)."""
+        g = self.geometry
         if g.resized:
             ab = F.interpolate(ab[None], size=(g.height, g.width), mode="bilinear", align_corners=False)[0]
         return ab

@@ -15,6 +15,8 @@ from ..config import MemoryConfig
 from . import similarity as sim_fn
 from .store import KeyValueStore
 
+READOUT_CHUNK_BYTES = 256 << 20     # the largest readout temporary (one N×M block of the similarity)
+
 
 class MemoryManager:
     """Readout, insertion, consolidation and eviction. Tensors stay on their device."""
@@ -29,6 +31,7 @@ class MemoryManager:
         self.obsolete_removals = 0
         self.last_confidence: torch.Tensor | None = None   # of the last read (``similarity.match_confidence``)
         self._joined: tuple | None = None   # (weak refs to the six store tensors, (key, shrinkage, value))
+        self.chunk_bytes = READOUT_CHUNK_BYTES
 
     # ---- policy thresholds (in elements) -------------------------------------------------
     @property
@@ -74,20 +77,39 @@ class MemoryManager:
             self.work.life_count.fill_(1e-7)
 
     def read(self, query_key: torch.Tensor, query_selection: torch.Tensor) -> torch.Tensor:
-        """Top-k readout for ``query_key / query_selection 1×64×h×w`` → ``1×2×512×h×w``; counts usage."""
+        """Top-k readout for ``query_key / query_selection 1×64×h×w`` → ``1×2×512×h×w``; counts usage.
+
+        The ``N×M`` similarity (memory × query positions) and its temporaries are made for at most
+        ``chunk_bytes`` each: the query positions are read in column blocks when the whole would be
+        larger (``size='native'`` at 1080p: N up to ~83k, M = 8160, 2.2-2.6 GiB per temporary in one block).
+        Each query's top-k is its own, so blocks change nothing but the summation order of the
+        usage counts; below the limit (every preset size) it is one block, as upstream.
+        """
         h, w = query_key.shape[-2:]
         qk = query_key.flatten(2)
         qe = query_selection.flatten(2) if query_selection is not None else None
         long_n = self.long.size
         key, shrinkage, value = self._readable()
-        affinity, best = sim_fn.topk_softmax_and_best(sim_fn.similarity(key, shrinkage, qk, qe), self.config.top_k)
+        n, m = key.shape[-1], qk.shape[-1]
+        step = max(1, min(m, self.chunk_bytes // max(1, n * key.element_size())))
+        outs, bests, usage = [], [], None
+        for start in range(0, m, step):
+            cols = slice(start, min(m, start + step))
+            sim = sim_fn.similarity(key, shrinkage, qk[:, :, cols], None if qe is None else qe[:, :, cols])
+            affinity, best = sim_fn.topk_softmax_and_best(sim, self.config.top_k)
+            bests.append(best)
+            if self.config.enable_long_term:
+                part = affinity.sum(dim=2)
+                usage = part if usage is None else usage + part
+            outs.append(sim_fn.readout(affinity, value))
+            del sim, affinity
+        best = bests[0] if len(bests) == 1 else torch.cat(bests, -1)
         self.last_confidence = sim_fn.match_confidence(best)
-        if self.config.enable_long_term:
-            usage = affinity.sum(dim=2)
+        if usage is not None:
             self.work.update_usage(usage[:, long_n:].flatten())
             if long_n > 0:
                 self.long.update_usage(usage[:, :long_n].flatten())
-        out = sim_fn.readout(affinity, value)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
         return out.view(1, *out.shape[:2], h, w)
 
     # ---- internals -----------------------------------------------------------------------
