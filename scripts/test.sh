@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Set everything up (venv, ffmpeg, vapoursynth config) and run the test suite on CPU.
-#   scripts/test.sh              the whole suite (what CI runs, via .ci/run)
-#   scripts/test.sh --fast       skip the tiers marked slow, vspipe, onnx and gpu (pytest.ini)
+#   scripts/test.sh              the whole suite (what CI runs, via .ci/run) but the `large` tier
+#   scripts/test.sh --fast       skip the tiers marked slow, vspipe, onnx, gpu and large (pytest.ini)
+#   scripts/test.sh --large      everything, the `large` tier too (the large DDColor graph through ORT:
+#                                the same property as its tiny case, ~2 more minutes of export)
 # Other arguments go to pytest (e.g. tests/media/test_color.py, -k name, -x). The suite runs on every
 # core (pytest-xdist, -n auto; the ONNX graphs are exported once into a folder the workers share);
 # -n N or -p no:xdist passes through instead. Setup logs and the wall time of the pytest run go to
 # stderr; pytest's report goes to stdout.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-FAST_EXPR="not slow and not vspipe and not onnx and not gpu"
-ARGS=()
+FAST_EXPR="not slow and not vspipe and not onnx and not gpu and not large"
+ARGS=(-m "not large")
 PARALLEL=(-n auto)
 for a in "$@"; do
     case "$a" in
         --fast) ARGS+=(-m "$FAST_EXPR") ;;
+        --large) ARGS+=(-m "") ;;
         -n|-n*|--numprocesses*|no:xdist) PARALLEL=(); ARGS+=("$a") ;;
         *) ARGS+=("$a") ;;
     esac

@@ -137,27 +137,33 @@ def test_test_sh_tiers_and_wall_time(tmp_path):
     r = subprocess.run([str(repo / "scripts" / "test.sh")], check=False, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 3 and r.stdout == ""
-    assert _calls(tmp_path) == ["-m pytest -q -n auto"]
+    assert _calls(tmp_path) == ["-m pytest -q -n auto -m not large"]
     assert "pytest ran" in r.stderr.splitlines()[-1] and "(exit 3)" in r.stderr
+    (tmp_path / "calls").unlink()
+    subprocess.run([str(repo / "scripts" / "test.sh"), "--large"], check=False, env=env, capture_output=True,
+                   text=True, timeout=60)
+    assert _calls(tmp_path) == ["-m pytest -q -n auto -m not large -m "], "--large: the last -m selects everything"
     (tmp_path / "calls").unlink()
     r = subprocess.run([str(repo / "scripts" / "test.sh"), "-x", "--fast", "tests/media/test_color.py"], check=False,
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 3
-    fast = "not slow and not vspipe and not onnx and not gpu"
-    assert _calls(tmp_path) == [f"-m pytest -q -n auto -x -m {fast} tests/media/test_color.py"]
+    fast = "not slow and not vspipe and not onnx and not gpu and not large"
+    assert _calls(tmp_path) == [f"-m pytest -q -n auto -m not large -x -m {fast} tests/media/test_color.py"]
     (tmp_path / "calls").unlink()
     subprocess.run([str(repo / "scripts" / "test.sh"), "-n", "0", "tests/media/test_color.py"], check=False, env=env,
                    capture_output=True, text=True, timeout=60)
-    assert _calls(tmp_path) == ["-m pytest -q -n 0 tests/media/test_color.py"], "-n given: passed through alone"
+    assert _calls(tmp_path) == ["-m pytest -q -m not large -n 0 tests/media/test_color.py"], "-n given: no -n auto"
 
 
 def test_fast_tier_markers_are_registered():
     ini = configparser.ConfigParser()
     ini.read(ROOT / "pytest.ini")
     markers = {line.split(":")[0].strip() for line in ini["pytest"]["markers"].strip().splitlines()}
-    assert {"slow", "vspipe", "onnx", "gpu"} <= markers
+    assert {"slow", "vspipe", "onnx", "gpu", "large"} <= markers
     assert "--strict-markers" in ini["pytest"]["addopts"]
-    assert 'FAST_EXPR="not slow and not vspipe and not onnx and not gpu"' in (SCRIPTS / "test.sh").read_text()
+    text = (SCRIPTS / "test.sh").read_text()
+    assert 'FAST_EXPR="not slow and not vspipe and not onnx and not gpu and not large"' in text
+    assert 'ARGS=(-m "not large")' in text
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec ./scripts/test.sh")  # CI: everything
 
 

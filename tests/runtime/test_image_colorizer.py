@@ -61,8 +61,8 @@ def test_parity_through_torch(name, ddcolor_colorizers):
 
 
 @pytest.mark.onnx
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("large") else n
-                                  for n in DDCOLOR_CASES])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow, pytest.mark.large]) if n.startswith("large")
+                                  else n for n in DDCOLOR_CASES])
 def test_parity_through_ort(name, ddcolor_colorizers):
     """The graph exported, checked and cached on first use (the large one takes minutes: slow tier)."""
     case, rgb, ab_net, ab_full = run_case(name, ddcolor_colorizers, "ort")
