@@ -282,20 +282,22 @@ def test_key_ahead_rejects_a_batch_over_the_bound():
             make_session(key_batch=bad)
 
 
-def test_idle_sessions_drop_their_run_ahead_blocks():
+def test_idle_sessions_drop_their_run_ahead_blocks_and_cached_results():
     """Of the live sessions, only the two latest and those asked for within ``idle`` requests keep key
-    blocks; one busy in another thread keeps them too. Dropped blocks are recomputed bit-identically."""
+    blocks and cached results; one busy in another thread keeps them too. What is dropped is recomputed
+    bit-identically."""
     from collections import OrderedDict
 
     from vscolormnet.vs.renderer import drop_idle_run_ahead
     sessions, last_use = OrderedDict(), {}
     for shot in range(4):
-        sessions[shot], _ = batched_session(4, cuts=CUTS, cache_frames=0)
+        sessions[shot], _ = batched_session(4, cuts=CUTS, cache_frames=2)
         check_batched(sessions[shot], [shot + 1], 4, CUTS)
-        assert sessions[shot].key_ahead.holds_blocks()
+        assert sessions[shot].key_ahead.holds_blocks() and sessions[shot].cache
         last_use[shot] = 10 * shot                    # requests 0, 10, 20, 30
     drop_idle_run_ahead(sessions, last_use, now=30, idle=25)
     assert [s.key_ahead.holds_blocks() for s in sessions.values()] == [False, True, True, True]
+    assert [bool(s.cache) for s in sessions.values()] == [False, True, True, True]
     busy = threading.Event()
     done = threading.Event()
 

@@ -193,6 +193,16 @@ class ClipSession:
             self.snapshot_interval *= 2
             self.snapshots = {f: s for f, s in self.snapshots.items() if f % self.snapshot_interval == 0}
 
+    def holds_caches(self) -> bool:
+        """Whether run-ahead key blocks or cached results (device memory) are held."""
+        return bool(self.cache) or self.key_ahead.holds_blocks()
+
+    def drop_caches(self) -> None:
+        """Drop the key blocks and cached results: pure caches, recomputed bit-identically when asked
+        for again (the state and snapshots stay). Call with ``lock`` held."""
+        self.cache.clear()
+        self.key_ahead.clear()
+
     def snapshot_bytes(self) -> int:
         """Bytes referenced by snapshots (shared tensors counted once per snapshot: an upper bound)."""
         return sum(s.nbytes() for s in self.snapshots.values())

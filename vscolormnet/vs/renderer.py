@@ -50,25 +50,26 @@ from .source import ClipFrameSource
 
 log = logging.getLogger("vscolormnet")
 PROP = "ColorMNet_"
-RUN_AHEAD_IDLE = 32     # requests after which a session (not one of the two latest) drops its key blocks
+RUN_AHEAD_IDLE = 32     # requests after which a session (not one of the two latest) drops its caches
 
 
 def drop_idle_run_ahead(sessions: OrderedDict, last_use: dict, now: int, idle: int | None = None) -> None:
-    """Bound the key blocks held across the live sessions (``sessions``: LRU order, latest last;
+    """Bound the caches held across the live sessions (``sessions``: LRU order, latest last;
     ``last_use``: shot → request count of its last use; ``now``: the current count).
 
     A session other than the two latest, not asked for in ``idle`` requests, drops its run-ahead
-    blocks: pure caches (a frame's block is fixed, so they are recomputed bit-identically), and the
-    idle window keeps sessions served in turn (threads at a shot boundary) from recomputing theirs.
-    A session busy in another thread is left alone (its lock is not waited for)."""
+    key blocks and its cached results (``ClipSession.drop_caches``: up to 32 results of ~1.2 MB at
+    the 512 preset): pure caches (a frame's block is fixed, and a result is recomputed from a snapshot
+    bit-identically), and the idle window keeps sessions served in turn (threads at a shot boundary)
+    from recomputing theirs. A session busy in another thread is left alone (its lock is not waited for)."""
     idle = RUN_AHEAD_IDLE if idle is None else idle
     for shot in list(sessions)[:-2]:
         session = sessions[shot]
-        if now - last_use.get(shot, now) < idle or not session.key_ahead.holds_blocks():
+        if now - last_use.get(shot, now) < idle or not session.holds_caches():
             continue
         if session.lock.acquire(blocking=False):
             try:
-                session.key_ahead.clear()
+                session.drop_caches()
             finally:
                 session.lock.release()
 
