@@ -2,7 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
+from dispatch_counts import DispatchCounts
 
 from vscolormnet.media import color
 
@@ -47,30 +47,13 @@ def test_a_saturated_frame_keeps_its_lightness_through_the_resize():
     assert moved.max() < 0.5 and clipped.max() > 5
 
 
-class _ElementPasses(TorchDispatchMode):
-    """Counts ops and the elements they write (a device-independent cost: GPU elementwise kernels
-    are bandwidth bound)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = self.elements = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.ops += 1
-                self.elements += t.numel()
-        return out
-
-
-def _gpu_compose_cost(mapped_small: bool) -> _ElementPasses:
+def _gpu_compose_cost(mapped_small: bool) -> DispatchCounts:
     """The branch-free (GPU) output step of one 1920×1080 frame from a 512×288 network output,
     counted on the meta device (shapes only)."""
     dev = torch.device("meta")
     L = torch.empty(1080, 1920, device=dev, dtype=torch.float32)
     ab = torch.empty(2, 288, 512, device=dev, dtype=torch.float32)
-    with _ElementPasses() as cost:
+    with DispatchCounts() as cost:
         if mapped_small:
             L_small = F.interpolate(L[None, None], size=(288, 512), mode="area")[0, 0]
             ab = F.interpolate(color.chroma_in_gamut(L_small, ab)[None], size=(1080, 1920), mode="bilinear")[0]
@@ -83,6 +66,6 @@ def _gpu_compose_cost(mapped_small: bool) -> _ElementPasses:
 
 def test_mapping_at_the_inference_size_writes_a_fifth_of_the_elements_at_1080p():
     before, after = _gpu_compose_cost(False), _gpu_compose_cost(True)
-    print(f"1080p from 512x288, branch-free: before {before.ops} ops / {before.elements / 1e6:.0f} M elements, "
-          f"after {after.ops} ops / {after.elements / 1e6:.0f} M elements")
+    print(f"1080p from 512x288, branch-free: before {len(before.ops)} ops / {before.elements / 1e6:.0f} M elements, "
+          f"after {len(after.ops)} ops / {after.elements / 1e6:.0f} M elements")
     assert after.elements * 5 < before.elements

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from dispatch_counts import DispatchCounts
 
 from vscolormnet.runtime.finite import FiniteCheck, NonFiniteError
 
@@ -45,22 +45,11 @@ def test_all_finite_passes_and_an_empty_check_passes():
     FiniteCheck().raise_if_bad("frame 0")
 
 
-class _CountOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func not in (torch.ops.aten.detach.default, torch.ops.aten.alias.default):   # views: no kernel
-            self.ops.append(str(func.overloadpacket.__name__))
-        return func(*args, **(kwargs or {}))
-
-
 def test_a_step_is_checked_in_a_handful_of_ops_not_several_per_tensor():
     """12 tensors of 5 stages: one multi-tensor norm, one stack, and ``isfinite`` of 12 numbers (four
     elementwise ops). It was 72 ops: ``isfinite`` (4) and ``all`` per tensor, a stack and an ``all``
     per stage, a final stack."""
     check = _check()
-    with _CountOps() as counted:
+    with DispatchCounts() as counted:
         check.flags()
     assert counted.ops[:2] == ["_foreach_norm", "stack"] and len(counted.ops) <= 6, counted.ops

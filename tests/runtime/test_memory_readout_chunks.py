@@ -2,29 +2,12 @@
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from dispatch_counts import DispatchCounts
 
 from vscolormnet.runtime.config import MemoryConfig
 from vscolormnet.runtime.memory import MemoryManager
 
 from .memory_tensors import rand_frame
-
-
-class _LargestTemporary(TorchDispatchMode):
-    """The largest tensor an op allocates (views excluded: they allocate nothing)."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if func.is_view:
-            return out
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel() * t.element_size())
-        return out
 
 
 def _filled(g: torch.Generator, frames: int, h: int, w: int, device="cpu") -> MemoryManager:
@@ -45,7 +28,7 @@ def test_blocks_give_the_one_block_readout_usage_and_confidence():
     blocked.chunk_bytes = whole.work.size * 4 * 7     # 7 query positions a block (of 54)
     qk, _, _, qe = rand_frame(g, 6, 9)
     blocked._readable()                               # the joined memory (a cache, not a temporary)
-    with _LargestTemporary() as seen:
+    with DispatchCounts() as seen:
         out_blocked = blocked.read(qk, qe)
     out_whole = whole.read(qk, qe)
     assert torch.allclose(out_blocked, out_whole, atol=1e-6, rtol=0)
@@ -64,10 +47,10 @@ def test_native_1080p_readout_temporaries_stay_under_256_mib():
     mm = _filled(g, 9, 68, 120, device="meta")
     mm._readable()
     qk, _, _, qe = (t.to("meta") for t in rand_frame(g, 68, 120))
-    with _LargestTemporary() as blocked:
+    with DispatchCounts() as blocked:
         mm.read(qk, qe)
     mm.chunk_bytes = 1 << 62
-    with _LargestTemporary() as whole:
+    with DispatchCounts() as whole:
         mm.read(qk, qe)
     print(f"native 1080p readout, N={mm.work.size + mm.long.size}: largest temporary "
           f"{whole.largest / 2**20:.0f} MiB in one block, {blocked.largest / 2**20:.0f} MiB in blocks")
