@@ -1,7 +1,7 @@
 """The device-memory account of a film's state (``runtime.account``), and its bounds.
 
-A 300-shot film at the 512 preset's 1920×1080 geometry (padded 288×512: 576 memory elements a
-frame) through real ``Propagator``s and ``ClipSession``s on the synthetic backend (shapes as the
+A 300-shot film at the 512 preset's 1920×1080 geometry (512×288 padded to 560×336: 735 memory
+elements a frame) through real ``Propagator``s and ``ClipSession``s on the synthetic backend (shapes as the
 network's), with the renderer's rule of at most 8 live shot sessions (least recently used dropped).
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ from synthetic_backend import SyntheticBackend
 
 from vscolormnet.runtime.account import DeviceAccount, tensors_in
 from vscolormnet.runtime.config import MemoryConfig
+from vscolormnet.runtime.geometry import inference_geometry
 from vscolormnet.runtime.propagator import Propagator, Reference
 from vscolormnet.runtime.session import ClipSession
 from vscolormnet.runtime.shots import ShotPlan
 
-HP, WP = 288, 512
+HP, WP = inference_geometry(1920, 1080, "512").padded_hw
 MIB = 1 << 20
 
 
@@ -132,3 +133,35 @@ def test_references_leave_the_cache_and_come_back_bit_identical():
     assert loads == [0, 2, 4, 6, 8, 10] and len(prop._bank) == 2 and len(prop._initial) == 2
     again = render(0)
     assert loads[-1] == 0 and all(torch.equal(a, b) for a, b in zip(again, first[0]))
+
+
+def test_the_state_reading_every_reference_is_kept_not_rebuilt():
+    """A shot without a reference of its own reads them all: its start state holds every reference
+    already, so it stays cached whatever ``reference_cache`` is, and coming back to such a shot
+    loads and encodes nothing (rebuilding it would encode every reference again)."""
+    per_shot, shots = 2, 6
+    n = per_shot * shots
+    plan = ShotPlan(n, tuple(range(per_shot, n, per_shot)))
+    loads = []
+
+    def loader(frame):
+        def load():
+            loads.append(frame)
+            ref = _reference(frame)
+            return ref.image, ref.ab
+        return Reference(None, None, frame, load=load)
+    prop = Propagator(SyntheticBackend(), MemoryConfig(), [loader(s * per_shot) for s in range(shots - 1)],
+                      count_long_term_usage=False, plan=plan, ref_scope="shot", lazy_references=True,
+                      reference_cache=2)
+
+    def render(shot):
+        start, stop = plan.bounds(shot)
+        session = ClipSession(prop, _Frames(n), start=start, stop=stop)
+        return [session.result(t).ab for t in range(start, stop)]
+    first = render(5)                                   # the last shot has no reference: all five are read
+    assert sorted(loads) == [0, 2, 4, 6, 8]
+    for shot in range(5):
+        render(shot)
+    before = len(loads)
+    again = render(5)
+    assert len(loads) == before and all(torch.equal(a, b) for a, b in zip(again, first))

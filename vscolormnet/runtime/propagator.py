@@ -242,7 +242,9 @@ class Propagator:
         return tuple(sorted(own + [i for i, r in enumerate(self.references) if r.frame is None]))
 
     def _initial_state(self, scope: tuple[int, ...]) -> PropagationState:
-        """The state at a shot start reading ``scope`` (cached like ``bank``: the last ``reference_cache``)."""
+        """The state at a shot start reading ``scope`` (cached like ``bank``: the last ``reference_cache``,
+        and always the one reading every reference: it holds them all already, and rebuilding it would
+        encode them all again)."""
         with self._initial_lock:
             state = self._initial.get(scope)
             if state is not None:
@@ -257,8 +259,10 @@ class Propagator:
         with self._initial_lock:
             state = self._initial.setdefault(scope, state)      # another thread's equal state wins
             self._initial.move_to_end(scope)
+            everything = tuple(range(len(self.references)))
             while len(self._initial) > self.reference_cache:
-                self._initial.popitem(last=False)
+                oldest = next(k for k in self._initial if k != everything)
+                del self._initial[oldest]
             return state
 
     def new_state(self, start: int = 0) -> PropagationState:
