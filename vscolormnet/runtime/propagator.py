@@ -186,7 +186,7 @@ class Propagator:
         """Reference ``i`` encoded (on first use; again, bit-identically, if it has left the cache).
 
         At most ``reference_cache`` are kept (least recently used dropped): a film with a reference
-        per shot would otherwise hold every reference for the node's life (~5 MiB each at the 512
+        per shot would otherwise hold every reference for the node's life (~7 MiB each at the 512
         preset). A reference made by a loader (``Reference.load``) is loaded again when re-encoded;
         its inputs are not kept.
         """
