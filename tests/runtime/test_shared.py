@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
+from settle import settled_stats
 
 import vscolormnet.weights.checkpoint
 from vscolormnet.backends.base import Backend
@@ -401,8 +402,7 @@ def test_colorize_nodes_share_the_network_and_free_it_with_the_node(parity_check
     import vscolormnet as colormnet
     from vscolormnet.vs.synthetic import clip_in_format, colour_reference
 
-    gc.collect()
-    base = shared.stats()      # session fixtures (e.g. the shared DDColor colorizers) may hold their own leases
+    base = settled_stats()     # session fixtures (e.g. the shared DDColor colorizers) may hold their own leases
 
     def held():
         return {k: v - base[k] for k, v in shared.stats().items()}

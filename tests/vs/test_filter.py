@@ -9,6 +9,7 @@ import pytest
 import vapoursynth as vs
 from PIL import Image
 from project_paths import PARITY_CASES
+from settle import settled_stats
 from skimage import color as skcolor
 
 import vscolormnet as colormnet
@@ -208,24 +209,6 @@ def test_idle_shots_drop_their_key_blocks_without_changing_output(ref_png, parit
     assert {0, 2, 4} <= set(dropped), dropped
 
 
-def _settled_stats(timeout: float = 30.0) -> dict:
-    """``shared.stats()`` once it has not changed for a second (freed nodes collected)."""
-    import gc
-    import time
-
-    from vscolormnet.runtime import shared
-    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
-    while time.monotonic() < deadline:
-        gc.collect()
-        now = shared.stats()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= 1.0:
-            break
-        time.sleep(0.1)
-    return last
-
-
 @pytest.mark.onnx
 def test_prebuild_makes_the_backend_ready_at_call_time(onnx_graphs, ref_png, tmp_path):
     """prebuild=True: the backend (here ORT's graphs at 112×112 from the session's cache) is ready when Colorize
@@ -236,7 +219,7 @@ def test_prebuild_makes_the_backend_ready_at_call_time(onnx_graphs, ref_png, tmp
     clip = clip_in_format(vs.YUV420P8)                   # 96×64: native size pads to 112×112
     weights = str(onnx_graphs.weights)
     spec = colormnet.ORT(onnx_dir=str(onnx_graphs.cache_dir), num_threads=1)
-    before = _settled_stats()       # an earlier test's node may still be finishing frames it asked for ahead
+    before = settled_stats()        # an earlier test's node may still be finishing frames it asked for ahead
     out = colormnet.Colorize(clip, ref_png, size="native", weights=weights, backend=spec, prebuild=True)
     ready = shared.stats()
     assert ready["backends"] == before["backends"] + 1 and ready["backend_leases"] == before["backend_leases"] + 1
