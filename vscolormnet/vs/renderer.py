@@ -2,8 +2,9 @@
 
 Data for one output frame flows one way: the VS request → the session of n's shot →
 ``ClipSession.result(n)`` (the order-independent recurrent state, which reads the frames it needs
-from its ``ClipFrameSource``) → ab' at the padded inference size → cropped, resized to the clip size → composed with the
-frame's own L (``_compose``: gamut-mapped at the smaller size) → an RGBS frame with the ``ColorMNet_*`` props.
+from its ``ClipFrameSource``) → ab' at the padded inference size → cropped, resized to the clip size
+→ composed with the frame's own L (``_compose``; on GPUs gamut-mapped at the inference size) → an
+RGBS frame with the ``ColorMNet_*`` props.
 
 The renderer holds leases on the shared network and backend (``shared.py``) and gives them
 back when it is garbage-collected, i.e. when its node is freed (``weakref.finalize``): the
