@@ -288,14 +288,14 @@ def test_idle_sessions_drop_their_run_ahead_blocks_and_cached_results():
     bit-identically."""
     from collections import OrderedDict
 
-    from vscolormnet.vs.renderer import drop_idle_run_ahead
+    from vscolormnet.vs.renderer import drop_idle_caches
     sessions, last_use = OrderedDict(), {}
     for shot in range(4):
         sessions[shot], _ = batched_session(4, cuts=CUTS, cache_frames=2)
         check_batched(sessions[shot], [shot + 1], 4, CUTS)
         assert sessions[shot].key_ahead.holds_blocks() and sessions[shot].cache
         last_use[shot] = 10 * shot                    # requests 0, 10, 20, 30
-    drop_idle_run_ahead(sessions, last_use, now=30, idle=25)
+    drop_idle_caches(sessions, last_use, now=30, idle=25)
     assert [s.key_ahead.holds_blocks() for s in sessions.values()] == [False, True, True, True]
     assert [bool(s.cache) for s in sessions.values()] == [False, True, True, True]
     busy = threading.Event()
@@ -308,11 +308,11 @@ def test_idle_sessions_drop_their_run_ahead_blocks_and_cached_results():
     t = threading.Thread(target=hold)
     t.start()
     busy.wait(10)
-    drop_idle_run_ahead(sessions, last_use, now=100, idle=25)
+    drop_idle_caches(sessions, last_use, now=100, idle=25)
     done.set()
     t.join(10)
     assert [s.key_ahead.holds_blocks() for s in sessions.values()] == [False, True, True, True]
-    drop_idle_run_ahead(sessions, last_use, now=100, idle=25)
+    drop_idle_caches(sessions, last_use, now=100, idle=25)
     assert [s.key_ahead.holds_blocks() for s in sessions.values()] == [False, False, True, True]
     for shot, session in sessions.items():
         check_batched(session, [shot + 2, shot + 3, N - 1, shot + 7], 4, CUTS)

@@ -194,7 +194,7 @@ def test_idle_shots_drop_their_key_blocks_without_changing_output(ref_png, parit
     from vscolormnet.vs import renderer
     clip = clip_in_format(vs.YUV420P8, n=6)
     ordered = [planes(f) for f in _colorize(clip, ref_png, parity_checkpoint, cuts=[2, 4], key_batch=2).frames()]
-    monkeypatch.setattr(renderer, "RUN_AHEAD_IDLE", 0)
+    monkeypatch.setattr(renderer, "IDLE_REQUESTS", 0)
     dropped = []
     clear = keyahead.KeyAhead.clear
 

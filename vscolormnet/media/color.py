@@ -170,6 +170,12 @@ def lab_to_rgb_keep_lightness(lab: torch.Tensor, steps: int = 10) -> torch.Tenso
     return _gamma(lin.clamp(0, 1)).clamp(0, 1)
 
 
+def _lab(L: torch.Tensor, ab_norm: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """L ``H×W`` (0…100) and ab' ``2×H×W`` → Lab ``3×H×W`` in ``dtype`` (default ``work_dtype``)."""
+    dt = dtype or work_dtype(L.device)
+    return torch.cat([L[None].to(dt), denormalise_ab(ab_norm.to(dt))], 0)
+
+
 def chroma_in_gamut(L: torch.Tensor, ab_norm: torch.Tensor, steps: int = 10,
                     dtype: torch.dtype | None = None) -> torch.Tensor:
     """ab' ``2×H×W`` (float32) with each out-of-gamut pixel's chroma reduced at constant hue until
@@ -177,8 +183,7 @@ def chroma_in_gamut(L: torch.Tensor, ab_norm: torch.Tensor, steps: int = 10,
     ``lab_to_rgb_keep_lightness`` as a chroma scale, so that it can run at the inference size and
     the scaled chroma be resized (``compose_clipped``): ~600 elementwise passes over the network's
     pixels instead of the clip's. Masked on CPU, branch-free elsewhere (same bits)."""
-    dt = dtype or work_dtype(L.device)
-    lab = torch.cat([L[None].to(dt), denormalise_ab(ab_norm.to(dt))], 0)
+    lab = _lab(L, ab_norm, dtype)
     bad = _out_of_gamut(_lab_to_linear_rgb(lab))
     if lab.device.type == "cpu":
         scale = torch.ones_like(lab[0])
@@ -186,15 +191,14 @@ def chroma_in_gamut(L: torch.Tensor, ab_norm: torch.Tensor, steps: int = 10,
             scale[bad] = _chroma_scale(*lab[:, bad], steps)
     else:
         scale = torch.where(bad, _chroma_scale(*lab.unbind(0), steps), 1.0)
-    return (ab_norm.to(dt) * scale).float()
+    return (ab_norm.to(lab.dtype) * scale).float()
 
 
 def compose_clipped(L: torch.Tensor, ab_norm: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Own L (``H×W``) + ab' (``2×H×W``) → ``3×H×W`` float32 sRGB, clipped to [0, 1]: the output
     step after ``chroma_in_gamut`` at a smaller size (what is left out of gamut is what resizing
     the chroma moved there: a sliver along sharp edges in L)."""
-    dt = dtype or work_dtype(L.device)
-    lab = torch.cat([L[None].to(dt), denormalise_ab(ab_norm.to(dt))], 0)
+    lab = _lab(L, ab_norm, dtype)
     return lab_to_rgb(lab).float()
 
 
@@ -284,8 +288,7 @@ def compose_keep_lightness(L: torch.Tensor, ab_norm: torch.Tensor, dtype: torch.
     """Own L (``H×W``) + ab' (``2×H×W``, same size) → ``3×H×W`` float32 RGB in [0, 1] with every
     pixel's L kept (out-of-gamut chroma reduced at constant hue): what ``Colorize`` outputs.
     Computed in ``dtype`` (default ``work_dtype``)."""
-    dt = dtype or work_dtype(L.device)
-    lab = torch.cat([L[None].to(dt), denormalise_ab(ab_norm.to(dt))], 0)
+    lab = _lab(L, ab_norm, dtype)
     return lab_to_rgb_keep_lightness(lab).float()
 
 

@@ -23,8 +23,8 @@ Memory: at most two blocks per session, the one being read and the one ahead. Pe
 512 preset, 560×336 padded (×4/3 at 560×448), float32: f16 3.0 MB + f8 6.0 MB + f4 12.0 MB
 (≈ 21 MB) + key and selection 0.4 MB + the input image 2.3 MB ≈ 24 MB, so about 380 MB for two
 blocks of 8 on a GPU. The renderer keeps up to ``live_shots`` (8) sessions and drops the blocks
-of those not among the two latest and not asked for in ``RUN_AHEAD_IDLE`` requests
-(``renderer.drop_idle_run_ahead``); requests that keep more shots busy at once (random access
+of those not among the two latest and not asked for in ``IDLE_REQUESTS`` requests
+(``renderer.drop_idle_caches``); requests that keep more shots busy at once (random access
 across shots) can still hold two blocks for each live session.
 """
 from __future__ import annotations

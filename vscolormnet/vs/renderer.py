@@ -51,10 +51,10 @@ from .source import ClipFrameSource
 
 log = logging.getLogger("vscolormnet")
 PROP = "ColorMNet_"
-RUN_AHEAD_IDLE = 32     # requests after which a session (not one of the two latest) drops its caches
+IDLE_REQUESTS = 32     # requests after which a session (not one of the two latest) drops its caches
 
 
-def drop_idle_run_ahead(sessions: OrderedDict, last_use: dict, now: int, idle: int | None = None) -> None:
+def drop_idle_caches(sessions: OrderedDict, last_use: dict, now: int, idle: int | None = None) -> None:
     """Bound the caches held across the live sessions (``sessions``: LRU order, latest last;
     ``last_use``: shot → request count of its last use; ``now``: the current count).
 
@@ -63,7 +63,7 @@ def drop_idle_run_ahead(sessions: OrderedDict, last_use: dict, now: int, idle: i
     the 512 preset): pure caches (a frame's block is fixed, and a result is recomputed from a snapshot
     bit-identically), and the idle window keeps sessions served in turn (threads at a shot boundary)
     from recomputing theirs. A session busy in another thread is left alone (its lock is not waited for)."""
-    idle = RUN_AHEAD_IDLE if idle is None else idle
+    idle = IDLE_REQUESTS if idle is None else idle
     for shot in list(sessions)[:-2]:
         session = sessions[shot]
         if now - last_use.get(shot, now) < idle or not session.holds_caches():
@@ -112,7 +112,7 @@ class ClipRenderer:
         self.device = torch.device("cpu")
         self._lock = threading.Lock()
         self.source: ClipFrameSource | None = None        # made with the backend (it needs its device)
-        self._uses = 0                      # session_for calls (requests), for drop_idle_run_ahead
+        self._uses = 0                      # session_for calls (requests), for drop_idle_caches
         self._last_use: dict[int, int] = {}                             # shot → self._uses at its last request
         self._leases = [network]
         self._finalizer = weakref.finalize(self, _release_all, self._leases)
@@ -176,7 +176,7 @@ class ClipRenderer:
             self._uses += 1
             self._last_use[shot] = self._uses
             if len(self.sessions) > 2:
-                drop_idle_run_ahead(self.sessions, self._last_use, self._uses)
+                drop_idle_caches(self.sessions, self._last_use, self._uses)
             return session
 
     def memory_account(self) -> dict:
