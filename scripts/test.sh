@@ -5,14 +5,15 @@
 #   scripts/test.sh --large      everything, the `large` tier too (the large DDColor graph through ORT:
 #                                the same property as its tiny case, ~2 more minutes of export)
 # Other arguments go to pytest (e.g. tests/media/test_color.py, -k name, -x). The suite runs on every
-# core (pytest-xdist, -n auto; the ONNX graphs are exported once into a folder the workers share);
+# core (pytest-xdist, -n auto; a file's tests on one worker, files in tests/conftest.py's order; the ONNX
+# graphs are exported once into a folder the workers share);
 # -n N or -p no:xdist passes through instead. Setup logs and the wall time of the pytest run go to
 # stderr; pytest's report goes to stdout.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FAST_EXPR="not slow and not vspipe and not onnx and not gpu and not large"
 ARGS=(-m "not large")
-PARALLEL=(-n auto)
+PARALLEL=(-n auto --dist loadgroup --no-loadscope-reorder)
 for a in "$@"; do
     case "$a" in
         --fast) ARGS+=(-m "$FAST_EXPR") ;;

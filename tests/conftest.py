@@ -32,20 +32,52 @@ def _sigint_reaches_subprocesses():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _threads_per_worker() -> int:
+    """pytest-xdist: the cores shared among the workers (at most 2 each)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Subprocesses (vspipe, commands) too: two workers' children at two OpenMP threads each on two cores
+    # wait on each other at every parallel region (test_vspipe.py on -n 2: 173 s, 158 s with this).
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads_per_worker()))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads():
     import torch
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))     # pytest-xdist: share the cores
-    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
+    torch.set_num_threads(_threads_per_worker())
 
 
+# pytest-xdist units (scripts/test.sh runs --dist loadgroup): the film files share the one-process render
+# they compare with (``expected``, ~15 s) and Ray; every other file is its own unit.
+XDIST_GROUPS = {"tests/film/test_film.py": "film", "tests/film/test_ray_cluster.py": "film"}
+# Units that go first, in this order (xdist hands each worker two units at the start, then one whenever it
+# runs short): the ONNX export (~50 s, once per run), so that the files needing the graphs find them in the
+# shared cache instead of waiting on its lock with a core idle; then the longest unit (film, ~240 s) on the
+# other worker, and behind it a short one (model/test_parity, ~40 s) rather than another long one.
+FIRST = ("tests/backends/test_onnx_export.py", "tests/film/test_film.py", "tests/vs/test_vspipe.py",
+         "tests/model/test_parity.py", "tests/film/test_ray_cluster.py")
 
+
+@pytest.hookimpl(tryfirst=True)           # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Longest first: files with tests of the tiers that run real networks (slow, vspipe, onnx) start
     before the quick files, so on two pytest-xdist workers the quick ones fill the gaps at the end
-    instead of one long test running alone. A file's tests stay together (its module fixtures are
-    built once); the order is the same on every worker, as xdist requires."""
+    instead of one long test running alone. A file's tests stay together on one worker (an
+    ``xdist_group`` per file: its module fixtures are built once, not once per worker: the film
+    module's two-worker run took 82 s on each worker); the order is the same on every worker, as
+    xdist requires."""
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(path, path)))
+
     def weight(item) -> int:
+        path = item.nodeid.split("::")[0]
+        if path in FIRST:
+            return FIRST.index(path) - len(FIRST)
         return 0 if item.get_closest_marker("slow") or item.get_closest_marker("vspipe") else \
             1 if item.get_closest_marker("onnx") else 2
     by_file: dict[str, int] = {}

@@ -137,18 +137,20 @@ def test_test_sh_tiers_and_wall_time(tmp_path):
     r = subprocess.run([str(repo / "scripts" / "test.sh")], check=False, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 3 and r.stdout == ""
-    assert _calls(tmp_path) == ["-m pytest -q -n auto -m not large"]
+    xdist = "-n auto --dist loadgroup --no-loadscope-reorder"
+    assert _calls(tmp_path) == [f"-m pytest -q {xdist} -m not large"]
     assert "pytest ran" in r.stderr.splitlines()[-1] and "(exit 3)" in r.stderr
     (tmp_path / "calls").unlink()
     subprocess.run([str(repo / "scripts" / "test.sh"), "--large"], check=False, env=env, capture_output=True,
                    text=True, timeout=60)
-    assert _calls(tmp_path) == ["-m pytest -q -n auto -m not large -m "], "--large: the last -m selects everything"
+    assert _calls(tmp_path) == [f"-m pytest -q {xdist} -m not large -m "], \
+        "--large: the last -m selects everything"
     (tmp_path / "calls").unlink()
     r = subprocess.run([str(repo / "scripts" / "test.sh"), "-x", "--fast", "tests/media/test_color.py"], check=False,
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 3
     fast = "not slow and not vspipe and not onnx and not gpu and not large"
-    assert _calls(tmp_path) == [f"-m pytest -q -n auto -m not large -x -m {fast} tests/media/test_color.py"]
+    assert _calls(tmp_path) == [f"-m pytest -q {xdist} -m not large -x -m {fast} tests/media/test_color.py"]
     (tmp_path / "calls").unlink()
     subprocess.run([str(repo / "scripts" / "test.sh"), "-n", "0", "tests/media/test_color.py"], check=False, env=env,
                    capture_output=True, text=True, timeout=60)
@@ -289,6 +291,7 @@ def _check_rehearsal_table(r: subprocess.CompletedProcess, data: dict, tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.large         # ~2 minutes: run before a GPU session (scripts/test.sh --large -k rehearsal)
 def test_gpu_check_cpu_rehearsal_prints_the_full_table(tmp_path, parity_checkpoint, onnx_graphs):
     """The GPU run's rows, small, on the CPU: every parity case, bf16, order, bench, memory, ORT; CUDA rows marked.
     The ORT rows use the session's exported graphs (the same checkpoint and 112×112: the export is tested elsewhere)."""
@@ -307,6 +310,7 @@ IMAGE_VENV = ROOT / ".gpu-image-venv" / "bin" / "python"
 
 
 @pytest.mark.slow
+@pytest.mark.large
 @pytest.mark.skipif(not IMAGE_VENV.exists(), reason="no .gpu-image-venv (scripts/gpu_image_venv.sh builds it)")
 def test_gpu_check_rehearsal_on_the_image_like_interpreter(tmp_path, parity_checkpoint):
     """The same on torch 2.11 and the image's packages, with what gpu_wheels/ carries (if it is there)."""

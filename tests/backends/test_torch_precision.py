@@ -206,8 +206,8 @@ def test_bf16_stages_keep_the_contract_and_stay_close(net):
 
 
 # bf16 end to end (a parity case's first frame, bf16 against fp32 within weights/parity.py's bounds) is
-# the "bf16 vs fp32" row of the gpu_check CPU rehearsal (tests/test_scripts.py), through the same
-# colorize_frames path: the emulated bf16 of CPUs without avx512_bf16 makes each run cost a minute.
+# the "bf16 vs fp32" row of the gpu_check CPU rehearsal (tests/test_scripts.py, the `large` tier), through
+# the same colorize_frames path: the emulated bf16 of CPUs without avx512_bf16 makes each run cost a minute.
 
 
 # -- batched key encoding ----------------------------------------------------------------------------

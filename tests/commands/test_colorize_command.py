@@ -86,8 +86,15 @@ def ffmpeg_children() -> list[int]:
             pids += [int(p) for p in (task / "children").read_text().split()]
         except OSError:
             continue
-    return [p for p in pids if Path(f"/proc/{p}/comm").exists()
-            and Path(f"/proc/{p}/comm").read_text().strip() == "ffmpeg"]
+    return [p for p in pids if _comm(p) == "ffmpeg"]
+
+
+def _comm(pid: int) -> str:
+    """The process's name, or "" once it has gone (a short-lived child may exit between listing and reading)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def leftovers(folder: Path, keep=("src.mkv", "ref.png", "w.pth")) -> list[str]:
@@ -355,8 +362,7 @@ def test_interrupt_ends_ffmpeg_promptly_and_leaves_nothing(work, media, sig, cod
     try:
         deadline, ffmpeg = time.monotonic() + 60, None
         while ffmpeg is None and time.monotonic() < deadline and proc.poll() is None:
-            kids = [p for p in _children_of(proc.pid) if Path(f"/proc/{p}/comm").exists()
-                    and Path(f"/proc/{p}/comm").read_text().strip() == "ffmpeg"]
+            kids = [p for p in _children_of(proc.pid) if _comm(p) == "ffmpeg"]
             ffmpeg = kids[0] if kids else None
             time.sleep(0.05)
         assert ffmpeg is not None, proc.communicate()[1]

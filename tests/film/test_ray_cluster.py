@@ -149,7 +149,9 @@ def test_two_workers_on_a_real_head_equal_one_process(head, media, parity_checkp
 
 def test_a_wrong_token_is_one_line_naming_what_to_run(head, media, parity_checkpoint, tmp_path):
     out = tmp_path / "bad.mkv"
-    proc = _colorize(media, parity_checkpoint, out, head["address"], {**head["env"], "RAY_AUTH_TOKEN": "0" * 64})
+    # Ray's driver retries a refused GCS connection for 20 s (a head may still be starting); 2 here
+    proc = _colorize(media, parity_checkpoint, out, head["address"], {**head["env"], "RAY_AUTH_TOKEN": "0" * 64,
+                                                                      "RAY_gcs_server_port_wait_time_s": "2"})
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and lines, proc.stderr[-3000:]
     assert lines[-1].startswith(f"colorize: error: --ray-address {head['address']}: "), proc.stderr[-3000:]

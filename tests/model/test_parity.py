@@ -1,13 +1,11 @@
 """Parity with the unmodified official code (seeded checkpoint, fp32, CPU) on the shipped cases."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-from project_paths import CASES, PARITY_CASES, ROOT
+from project_paths import CASES, PARITY_CASES
 
 from vscolormnet.runtime.frames import colorize_frames
 from vscolormnet.weights.parity import PSNR_MIN, load_case, parity_problems, psnr, rgb_from_ab
@@ -33,19 +31,23 @@ def test_parity_in_process(case, parity_checkpoint):
 
 
 @pytest.mark.slow
-def test_parity_through_the_command(tmp_path, parity_checkpoint):
-    """``python -m vscolormnet colorize-frames`` end to end: PNGs, --save-ab npz, clean stdout."""
+def test_parity_through_the_command(tmp_path, parity_checkpoint, capfd):
+    """``colorize-frames`` end to end (in this process; the programs' own start is test_cli's): PNGs,
+    --save-ab npz, nothing on fd 1."""
+    from vscolormnet.__main__ import main
     case = "blackswan_short"
     c = load_case(PARITY_CASES / case)
     frames_dir, ref = c.frames_dir, c.ref
     out, npz = tmp_path / "out", tmp_path / "ab.npz"
-    cmd = [sys.executable, "-m", "vscolormnet", "colorize-frames", str(frames_dir), "--ref", str(ref),
-           "--weights", str(parity_checkpoint), "-o", str(out), "--save-ab", str(npz)]
+    argv = ["colorize-frames", str(frames_dir), "--ref", str(ref), "--weights", str(parity_checkpoint), "-o", str(out),
+            "--save-ab", str(npz)]
     if c.first_frame_is_ref:
-        cmd.append("--first-frame-is-ref")
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "", "nothing but requested data may go to stdout"
+        argv.append("--first-frame-is-ref")
+    capfd.readouterr()
+    rc = main(argv)
+    captured = capfd.readouterr()
+    assert rc == 0, captured.err
+    assert captured.out == "", "nothing but requested data may go to stdout"
     saved = np.load(npz)
     assert saved["work_mem_size"].dtype == np.int64 and saved["ab_pred"].dtype == np.float32
     names = sorted(p.name for p in out.glob("*.png"))

@@ -66,8 +66,9 @@ def decode(path):
     return core.bs.VideoSource(str(path), cachemode=0)
 
 
-@pytest.mark.parametrize("pix_fmt,codec", [("yuv420p", "ffv1"), ("yuv420p10le", "ffv1"), ("gray", "ffv1"),
-                                           ("rgb24", "png")])
+# 8-bit 4:2:0 through vspipe is the key-batch test's and render.sh's; every format (GRAY in, YUV 4:4:4 out
+# too) is test_filter's, in-process
+@pytest.mark.parametrize("pix_fmt,codec", [("yuv420p10le", "ffv1"), ("rgb24", "png")])
 def test_vspipe_ffmpeg_encode(tmp_path, parity_checkpoint, pix_fmt, codec):
     src = make_source(tmp_path / f"src_{pix_fmt}.mkv", pix_fmt, codec)
     script = tmp_path / "s.vpy"
@@ -85,24 +86,11 @@ def test_vspipe_ffmpeg_encode(tmp_path, parity_checkpoint, pix_fmt, codec):
     assert np.ptp(chroma) > 0, "the output has colour"
 
 
-def test_request_count_does_not_change_output(tmp_path, parity_checkpoint):
-    src = make_source(tmp_path / "src.mkv", "yuv420p", "ffv1")
-    script = tmp_path / "s.vpy"
-    script.write_text(SCRIPT)
-    args = {"src": src, "ref": colour_reference(tmp_path / "r.png", W, H), "weights": parity_checkpoint}
-    outs = []
-    for r in (1, 8):
-        cmd = [VSPIPE, "-c", "y4m", "-r", str(r)] + sum((["-a", f"{k}={v}"] for k, v in args.items()), [])
-        proc = subprocess.run(cmd + [str(script), "-"], capture_output=True, env=env())
-        assert proc.returncode == 0, proc.stderr.decode()
-        outs.append(proc.stdout)
-    assert outs[0].startswith(b"YUV4MPEG2 ") and outs[0] == outs[1]
-
-
 def test_key_batch_with_one_thread_and_many_requests(tmp_path, parity_checkpoint):
     """key_batch=4: the block's input frames are asked of VapourSynth together, the next block's ahead.
     With one VapourSynth thread and ``-r 1`` this must not deadlock (a frame is never waited for on a
-    future from inside the filter), and ``-r 8`` on 4 threads gives the same bytes."""
+    future from inside the filter), and ``-r 8`` on 4 threads gives the same bytes: the request count
+    does not change the output (the default key batch's threads and orders are test_filter's)."""
     src = make_source(tmp_path / "src.mkv", "yuv420p", "ffv1")
     script = tmp_path / "s.vpy"
     script.write_text(SCRIPT)
@@ -133,19 +121,12 @@ def _example_args(tmp_path, parity_checkpoint, example, extra) -> dict:
     return args
 
 
-def test_an_example_runs_through_vspipe(tmp_path, parity_checkpoint):
-    """vspipe's ``-a`` arguments reach the script as globals, and its output is encoded whole."""
-    out = tmp_path / "out.mkv"
-    vspipe_to_ffmpeg(ROOT / "examples" / EXAMPLES[0][0], out, _example_args(tmp_path, parity_checkpoint, *EXAMPLES[0]))
-    dec = decode(out)
-    assert (dec.num_frames, dec.width, dec.height) == (N, W, H)
-
-
 @pytest.mark.parametrize("example,extra", EXAMPLES[1:])
 def test_examples_run_as_vspipe_runs_them(tmp_path, parity_checkpoint, example, extra):
     """The other examples evaluated the way vspipe does (``-a`` arguments as string globals, the
-    output set by the script), in this process: the vspipe mechanics are the test above's, and this
-    saves a Python start-up (torch, timm: ~8 s) per example."""
+    output set by the script), in this process: the vspipe mechanics are test_render_sh_tags_the_stream's
+    (the first example through examples/render.sh), and this saves a Python start-up (torch, timm: ~8 s)
+    per example."""
     import runpy
     vs.clear_outputs()
     try:
@@ -161,17 +142,20 @@ def test_examples_run_as_vspipe_runs_them(tmp_path, parity_checkpoint, example, 
         vs.clear_outputs()
 
 
-def test_colorize_command_end_to_end(tmp_path, parity_checkpoint):
+def test_colorize_command_end_to_end(tmp_path, parity_checkpoint, capfd):
+    """``colorize`` with a lossy codec, --scene-reset and a side-by-side still: progress on stderr, nothing
+    on fd 1 (in this process: the programs' own start is test_cli's)."""
+    from vscolormnet.__main__ import main
     src = make_source(tmp_path / "src.mp4", "yuv420p", "libx264")
     out, png = tmp_path / "out.mp4", tmp_path / "side.png"
-    proc = subprocess.run([sys.executable, "-m", "vscolormnet", "colorize", str(src), "--ref",
-                           colour_reference(tmp_path / "r.png", W, H), "-o", str(out), "--weights",
-                           str(parity_checkpoint), "--size", "native", "--scene-reset",
-                           "--codec-args", "-c:v libx264 -preset ultrafast -crf 20", "--side-by-side", str(png)],
-                          capture_output=True, text=True, env=env(), cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
-    assert "fps" in proc.stderr and "ETA" in proc.stderr
+    capfd.readouterr()
+    rc = main(["colorize", str(src), "--ref", colour_reference(tmp_path / "r.png", W, H), "-o", str(out),
+               "--weights", str(parity_checkpoint), "--size", "native", "--scene-reset",
+               "--codec-args", "-c:v libx264 -preset ultrafast -crf 20", "--side-by-side", str(png)])
+    captured = capfd.readouterr()
+    assert rc == 0, captured.err
+    assert captured.out == ""
+    assert "fps" in captured.err and "ETA" in captured.err
     dec = decode(out)
     assert (dec.num_frames, dec.width, dec.height) == (N, W, H)
     from PIL import Image
@@ -179,7 +163,8 @@ def test_colorize_command_end_to_end(tmp_path, parity_checkpoint):
 
 
 def test_render_sh_tags_the_stream(tmp_path, parity_checkpoint):
-    """examples/render.sh: vspipe → ffmpeg, tagged with the output's range, matrix, primaries, transfer."""
+    """examples/render.sh on the first example: vspipe (``-a`` arguments as the script's globals) → ffmpeg,
+    every frame, tagged with the output's range, matrix, primaries and transfer."""
     import json
     src = tmp_path / "src.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24,hue=s=0",
@@ -191,6 +176,8 @@ def test_render_sh_tags_the_stream(tmp_path, parity_checkpoint):
                            f"weights={parity_checkpoint}", "size=native"],
                           capture_output=True, text=True, env={**env(), "PYTHON": sys.executable}, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    dec = decode(out)                                   # vspipe's -a arguments reached the script; encoded whole
+    assert (dec.num_frames, dec.width, dec.height) == (3, W, H)
     probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
                             "stream=color_range,color_space,color_primaries,color_transfer", "-of", "json", str(out)],
                            capture_output=True, text=True, check=True)
