@@ -54,7 +54,7 @@ def _torch_threads():
 # they compare with (``expected``, ~15 s) and Ray; every other file is its own unit.
 XDIST_GROUPS = {"tests/film/test_film.py": "film", "tests/film/test_ray_cluster.py": "film"}
 # Units that go first, in this order (xdist hands each worker two units at the start, then one whenever it
-# runs short): the ONNX export (~50 s, once per run), so that the files needing the graphs find them in the
+# runs short): the ONNX export (~50-70 s, once per run), so that the files needing the graphs find them in the
 # shared cache instead of waiting on its lock with a core idle; then the longest unit (film, ~240 s) on the
 # other worker, and behind it a short one (model/test_parity, ~40 s) rather than another long one.
 FIRST = ("tests/backends/test_onnx_export.py", "tests/film/test_film.py", "tests/vs/test_vspipe.py",
