@@ -3,7 +3,8 @@
 #   scripts/test.sh              the whole suite (what CI runs, via .ci/run) but the `large` tier
 #   scripts/test.sh --fast       skip the tiers marked slow, vspipe, onnx, gpu and large (pytest.ini)
 #   scripts/test.sh --large      everything, the `large` tier too (the large DDColor graph through ORT:
-#                                the same property as its tiny case, ~2 more minutes of export)
+#                                the same property as its tiny case, ~2 more minutes of export; the
+#                                gpu_check rehearsals: `--large -k rehearsal` before a GPU session)
 # Other arguments go to pytest (e.g. tests/media/test_color.py, -k name, -x). The suite runs on every
 # core (pytest-xdist, -n auto; a file's tests on one worker, files in tests/conftest.py's order; the ONNX
 # graphs are exported once into a folder the workers share);

@@ -1,7 +1,6 @@
 """Parity with the unmodified official code (seeded checkpoint, fp32, CPU) on the shipped cases."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PIL import Image
